@@ -1,0 +1,95 @@
+"""What the governor is given (the catalog and agreements in force) and what it returns.
+
+All plain data: the governor reads no files, opens no connections and reads no clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from ..domain.agreements import AgreementState
+from ..domain.schema import DatasetSchema
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """One dataset as the governor sees it: its schema and what ingest learned about it."""
+
+    owner: str
+    name: str
+    schema: DatasetSchema
+    rows: int = 0
+    # Most rows any one subject has: a bound that lets large groups pass on a cheap COUNT.
+    max_rows_per_subject: int | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.owner}.{self.name}"
+
+
+@dataclass(frozen=True)
+class QueryContext:
+    party: str
+    purpose: str
+    # Every dataset the party may name: its own, and others' under an agreement in force.
+    tables: Mapping[str, TableInfo]
+    # Agreements in force at the moment of the query in which the party is a recipient.
+    agreements: tuple[AgreementState, ...] = ()
+
+
+@dataclass(frozen=True)
+class RelationView:
+    """How one dataset is exposed to a query: a SELECT over the placeholder `cg_source`."""
+
+    dataset: str  # owner.name, bound by the engine to the dataset's current file
+    select_sql: str
+
+    @property
+    def schema_name(self) -> str:
+        return self.dataset.split(".", 1)[0]
+
+    @property
+    def table_name(self) -> str:
+        return self.dataset.split(".", 1)[1]
+
+
+@dataclass(frozen=True)
+class GroupQuery:
+    """One output block of a governed query, computed into a temporary table.
+
+    `fast_sql` bounds distinct subjects from row counts (exact for clearly-large and
+    clearly-small groups); when any group is left unsure, `exact_sql` counts them exactly.
+    Both produce the user's columns plus `__cg_ok` and `__cg_unsure`.
+    """
+
+    fast_sql: str | None
+    exact_sql: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The governed, rewritten query, ready for an engine."""
+
+    views: tuple[RelationView, ...]
+    pseudonym_keys: Mapping[str, bytes] = field(repr=False)
+    columns: tuple[str, ...]
+    sql: str  # own-only query, or the final SELECT over the group tables `__cg_groups_<i>`
+    groups: tuple[GroupQuery, ...] = ()
+    min_group_size: int = 0
+    agreements: tuple[str, ...] = ()
+    datasets: tuple[str, ...] = ()
+    fields: tuple[str, ...] = ()  # owner.dataset.column read by the query
+
+    @property
+    def governed(self) -> bool:
+        return bool(self.groups)
+
+    def explain(self) -> str:
+        parts = [f"-- view {v.dataset}\n{v.select_sql}" for v in self.views]
+        for i, g in enumerate(self.groups):
+            if g.fast_sql:
+                parts.append(f"-- __cg_groups_{i} (row-count bound)\n{g.fast_sql}")
+            parts.append(f"-- __cg_groups_{i} (exact)\n{g.exact_sql}")
+        parts.append(f"-- output\n{self.sql}")
+        return "\n\n".join(parts)

@@ -1,0 +1,55 @@
+"""Transforms as SQL expressions, so they run vectorised in the engine (no per-row Python).
+
+The keyed hash is HMAC-SHA256 (RFC 2104) spelled in SQL over the engine's own SHA-256:
+    HMAC(K, m) = SHA256((K ^ opad) || SHA256((K ^ ipad) || m))
+The key never appears in SQL text: the engine defines the function `name(x)` from the plan's
+`pseudonym_keys`, and the SQL only calls it by name.
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from ..domain.agreements import Transform, TransformKind
+
+PSEUDONYM_PREFIX = "cg_pseudonym_"
+
+
+def pseudonym_function(agreement_id: str) -> str:
+    return PSEUDONYM_PREFIX + "".join(ch for ch in agreement_id if ch.isalnum()).lower()
+
+
+def hmac_sql(key: bytes, value_sql: str) -> str:
+    """The body of the engine-side pseudonym function for one key (hex digest output)."""
+    block = key.ljust(64, b"\0") if len(key) <= 64 else None
+    if block is None:
+        raise ValueError("pseudonym keys are at most 64 bytes")
+    ipad = bytes(b ^ 0x36 for b in block).hex()
+    opad = bytes(b ^ 0x5C for b in block).hex()
+    inner = f"unhex(sha256(unhex('{ipad}') || CAST(CAST({value_sql} AS VARCHAR) AS BLOB)))"
+    return f"sha256(unhex('{opad}') || {inner})"
+
+
+def apply(transform: Transform, column: exp.Expression, agreement_id: str) -> exp.Expression:
+    kind = transform.kind
+    if kind is TransformKind.RAW:
+        return column
+    if kind is TransformKind.HASH:
+        return exp.Anonymous(this=pseudonym_function(agreement_id), expressions=[column])
+    if kind is TransformKind.MASK:
+        text = exp.cast(column, "VARCHAR")
+        keep = transform.keep_last
+        stars = exp.func("repeat", exp.Literal.string("*"),
+                         exp.func("greatest", exp.Sub(this=exp.Length(this=text.copy()), expression=exp.Literal.number(keep)), exp.Literal.number(0)))
+        if keep == 0:
+            return stars
+        return exp.DPipe(this=stars, expression=exp.func("right", text.copy(), exp.Literal.number(keep)))
+    if kind is TransformKind.GENERALIZE:
+        if transform.keep is not None:
+            return exp.func("left", exp.cast(column, "VARCHAR"), exp.Literal.number(transform.keep))
+        return exp.cast(exp.func("date_trunc", exp.Literal.string(transform.to or "month"), column), "DATE")
+    if kind is TransformKind.BUCKET:
+        width = transform.width or 1
+        width_lit = exp.Literal.number(int(width) if float(width).is_integer() else width)
+        return exp.Mul(this=exp.Floor(this=exp.Div(this=column, expression=width_lit.copy())), expression=width_lit)
+    raise ValueError(f"transform {kind.value} has no SQL form")
