@@ -1,0 +1,249 @@
+"""Turn an uploaded file into an immutable, canonical Parquet dataset version.
+
+DuckDB does the streaming work (read, validate, cast, write) with a memory cap, so a 10M-row
+file never sits in Python memory. The version is written to a temporary file, hashed, and
+only then moved into place; the store writes the metadata row after the move and sweeps
+unreferenced files on open, so a killed upload leaves neither file nor row behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import uuid
+from pathlib import Path
+from typing import Callable
+
+import duckdb
+
+from ..domain.errors import BadInput
+from ..domain.schema import ColumnType, DatasetSchema, inferred_schema, normalize_column_name
+from ..ports import IngestedFile
+
+_FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet",
+            ".jsonl": "json", ".ndjson": "json", ".json": "json"}
+_INFERRED_TYPES = {
+    "BIGINT": ColumnType.INTEGER, "INTEGER": ColumnType.INTEGER, "SMALLINT": ColumnType.INTEGER,
+    "TINYINT": ColumnType.INTEGER, "HUGEINT": ColumnType.INTEGER, "UBIGINT": ColumnType.INTEGER,
+    "DOUBLE": ColumnType.DOUBLE, "FLOAT": ColumnType.DOUBLE, "BOOLEAN": ColumnType.BOOLEAN,
+    "DATE": ColumnType.DATE, "TIMESTAMP": ColumnType.TIMESTAMP, "TIMESTAMP WITH TIME ZONE": ColumnType.TIMESTAMP,
+}
+_TYPE_WORDS = {ColumnType.INTEGER: "an integer", ColumnType.DOUBLE: "a number", ColumnType.BOOLEAN: "true/false",
+               ColumnType.DATE: "a date", ColumnType.TIMESTAMP: "a timestamp", ColumnType.STRING: "text"}
+
+
+def _quote(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class ParquetIngest:
+    def __init__(self, home: Path, max_bytes: int, memory_limit: str = "1GB", threads: int | None = None):
+        self.home = home
+        self.max_bytes = max_bytes
+        self.memory_limit = memory_limit
+        self.threads = threads
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.home / "tmp"
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        config: dict[str, object] = {"memory_limit": self.memory_limit, "preserve_insertion_order": False,
+                                     "autoinstall_known_extensions": False, "autoload_known_extensions": False,
+                                     "temp_directory": str(self.tmp_dir / "spill")}
+        if self.threads:
+            config["threads"] = self.threads
+        return duckdb.connect(":memory:", config=config)
+
+    def read_header(self, source: Path) -> tuple[str, str]:
+        """Check the file is there, small enough and non-empty; returns (format, reader SQL)."""
+        if not source.is_file():
+            raise BadInput(f"cannot read {source}: no such file")
+        try:
+            size = source.stat().st_size
+            with open(source, "rb") as f:
+                f.read(1)
+        except OSError as e:
+            raise BadInput(f"cannot read {source}: {e.strerror}") from None
+        if size == 0:
+            raise BadInput(f"{source.name} is empty")
+        if size > self.max_bytes:
+            raise BadInput(f"{source.name} is {size:,} bytes, over the upload limit of {self.max_bytes:,} bytes")
+        fmt = _FORMATS.get(source.suffix.lower())
+        if fmt is None:
+            raise BadInput(f"{source.name}: unknown file type {source.suffix!r} (use .csv, .parquet or .jsonl)")
+        if fmt == "csv":
+            delim = "\\t" if source.suffix.lower() == ".tsv" else ","
+            reader = f"read_csv({_quote(source)}, header=true, all_varchar=true, delim='{delim}', strict_mode=false)"
+        elif fmt == "parquet":
+            reader = f"read_parquet({_quote(source)})"
+        else:
+            reader = f"read_json({_quote(source)}, format='newline_delimited')"
+        return fmt, reader
+
+    def ingest(self, source: Path, schema: DatasetSchema | None, dest: Path,
+               progress: Callable[[float], None] | None = None) -> tuple[IngestedFile, DatasetSchema]:
+        fmt, reader = self.read_header(source)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.tmp_dir / f"upload-{uuid.uuid4().hex}.parquet"
+        con = self._connect()
+        try:
+            try:
+                described = con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()
+            except duckdb.Error as e:
+                raise BadInput(f"cannot read {source.name} as {fmt}: {_first_line(e)}") from None
+            file_columns = [(str(r[0]), str(r[1])) for r in described]
+            if not file_columns:
+                raise BadInput(f"{source.name} has no columns")
+            if schema is None:
+                schema = self._infer(con, reader, fmt, file_columns)
+            select = self._select(schema, file_columns, fmt, source.name)
+            try:
+                self._copy(con, f"SELECT {select} FROM {reader}", tmp, progress)
+            except _ConversionFailed:
+                self._explain_conversion(con, schema, reader, file_columns, fmt, source.name)
+            self._check_subjects(con, schema, tmp, source.name)
+            stats = self._stats(con, tmp, schema)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        finally:
+            con.close()
+        digest, size = _sha256(tmp)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, dest)
+        return IngestedFile(dest, digest, stats[0], size, stats[1], stats[2]), schema
+
+    def _infer(self, con, reader: str, fmt: str, file_columns) -> DatasetSchema:
+        typed_reader = reader.replace("all_varchar=true, ", "") if fmt == "csv" else reader
+        try:
+            typed = con.execute(f"DESCRIBE SELECT * FROM {typed_reader}").fetchall()
+        except duckdb.Error as e:
+            raise BadInput(f"cannot infer column types: {_first_line(e)}") from None
+        return inferred_schema([(str(r[0]), _INFERRED_TYPES.get(str(r[1]), ColumnType.STRING)) for r in typed])
+
+    def _select(self, schema: DatasetSchema, file_columns, fmt: str, filename: str) -> str:
+        by_name = {normalize_column_name(n): n for n, _ in file_columns}
+        declared = [c for c in schema.columns if c.name != schema.row_id]
+        missing = [c.name for c in declared if c.name not in by_name]
+        extra = [raw for norm, raw in by_name.items() if norm not in {c.name for c in declared}]
+        if missing:
+            raise BadInput(f"{filename}: schema column(s) {missing} not in the file (file has {list(by_name)})")
+        if extra:
+            raise BadInput(f"{filename}: file column(s) {extra} are not declared in the schema; declare them (role attribute) or remove them")
+        parts = []
+        if schema.row_id:
+            parts.append(f"CAST(row_number() OVER () AS BIGINT) AS {_ident(schema.row_id)}")
+        for col in declared:
+            parts.append(f"{self._value(col.type, by_name[col.name], fmt, schema, strict=True)} AS {_ident(col.name)}")
+        return ", ".join(parts)
+
+    def _value(self, ctype: ColumnType, raw: str, fmt: str, schema: DatasetSchema, strict: bool) -> str:
+        col = _ident(raw)
+        if fmt == "csv":
+            nulls = ", ".join("'" + n.replace("'", "''") + "'" for n in schema.null_values)
+            text = f"CASE WHEN trim({col}) IN ({nulls}) THEN NULL ELSE trim({col}) END"
+        else:
+            text = col
+        if ctype is ColumnType.STRING:
+            return f"CAST({text} AS VARCHAR)"
+        return f"{'CAST' if strict else 'TRY_CAST'}({text} AS {ctype.sql})"
+
+    def _copy(self, con, query: str, target: Path, progress) -> None:
+        done = threading.Event()
+
+        def poll() -> None:
+            while not done.wait(0.2):
+                try:
+                    value = con.query_progress()
+                except Exception:  # the query may have finished between checks
+                    return
+                if progress and value >= 0:
+                    progress(min(value, 100.0))
+
+        watcher = threading.Thread(target=poll, daemon=True)
+        watcher.start()
+        try:
+            con.execute(f"COPY ({query}) TO {_quote(target)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)")
+        except duckdb.ConversionException:
+            raise _ConversionFailed() from None
+        except duckdb.Error as e:
+            raise BadInput(f"cannot read the file: {_first_line(e)}") from None
+        finally:
+            done.set()
+            watcher.join()
+        if progress:
+            progress(100.0)
+
+    def _check_subjects(self, con, schema: DatasetSchema, tmp: Path, filename: str) -> None:
+        subject = schema.subject_column
+        if subject:
+            nulls = con.execute(f"SELECT count(*) FROM read_parquet({_quote(tmp)}) WHERE {_ident(subject)} IS NULL").fetchone()[0]
+            if nulls:
+                raise BadInput(f"{filename}: {nulls} row(s) have no {subject}; every row needs its subject id")
+
+    def _explain_conversion(self, con, schema, reader, file_columns, fmt, filename: str) -> None:
+        """Find the first row and column that broke the cast, for a message a person can act on."""
+        by_name = {normalize_column_name(n): n for n, _ in file_columns}
+        for col in schema.columns:
+            if col.name == schema.row_id or col.type is ColumnType.STRING:
+                continue
+            raw = by_name[col.name]
+            text = self._value(ColumnType.STRING, raw, fmt, schema, strict=False)
+            typed = self._value(col.type, raw, fmt, schema, strict=False)
+            bad = con.execute(
+                f"SELECT n, v FROM (SELECT row_number() OVER () AS n, {text} AS v, {typed} AS t FROM {reader}) "
+                "WHERE v IS NOT NULL AND t IS NULL ORDER BY n LIMIT 1").fetchone()
+            if bad:
+                raise BadInput(f"{filename}: row {bad[0]}, column {col.name}: {bad[1]!r} is not {_TYPE_WORDS[col.type]}")
+        raise BadInput(f"{filename}: a value does not match its declared type")
+
+    def _stats(self, con, tmp: Path, schema: DatasetSchema) -> tuple[int, int | None, int | None]:
+        subject = schema.subject_column
+        if subject is None:
+            rows = con.execute(f"SELECT count(*) FROM read_parquet({_quote(tmp)})").fetchone()[0]
+            return int(rows), None, None
+        rows, subjects, most = con.execute(
+            f"SELECT coalesce(sum(c), 0), count(*), max(c) FROM (SELECT count(*) AS c FROM read_parquet({_quote(tmp)}) "
+            f"GROUP BY {_ident(subject)})").fetchone()
+        return int(rows), int(subjects), int(most) if most is not None else None
+
+    def sweep(self, referenced: set[Path]) -> list[Path]:
+        """Remove leftovers of killed uploads: temporary files and unreferenced versions."""
+        removed = []
+        if self.tmp_dir.exists():
+            for p in self.tmp_dir.rglob("*"):
+                if p.is_file():
+                    p.unlink(missing_ok=True)
+                    removed.append(p)
+        data = self.home / "data"
+        if data.exists():
+            resolved = {r.resolve() for r in referenced}
+            for p in data.rglob("*.parquet"):
+                if p.resolve() not in resolved:
+                    p.unlink(missing_ok=True)
+                    removed.append(p)
+        return removed
+
+
+class _ConversionFailed(Exception):
+    """Raised inside the copy so `_check_values` can name the offending row and column."""
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0][:300]
+
+
+def _sha256(path: Path) -> tuple[str, int]:
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size

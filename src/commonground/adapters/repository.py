@@ -1,0 +1,124 @@
+"""Reads and writes of the metadata records, each inside the caller's transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..domain.agreements import AgreementState, AgreementStatus, parse_agreement
+from ..domain.records import DatasetVersion, Party, TokenRecord
+from ..domain.schema import parse_schema
+from . import tables as t
+
+
+class Repository:
+    # -- parties and tokens ---------------------------------------------------------------
+    def insert_party(self, conn: sa.Connection, party: Party) -> None:
+        conn.execute(t.parties.insert().values(id=party.id, name=party.name, kind=party.kind, created_at=party.created_at))
+
+    def party_by_name(self, conn: sa.Connection, name: str) -> Party | None:
+        row = conn.execute(sa.select(t.parties).where(t.parties.c.name == name)).first()
+        return Party(row.id, row.name, row.kind, row.created_at) if row else None
+
+    def parties(self, conn: sa.Connection) -> list[Party]:
+        return [Party(r.id, r.name, r.kind, r.created_at) for r in conn.execute(sa.select(t.parties).order_by(t.parties.c.name))]
+
+    def insert_token(self, conn: sa.Connection, token: TokenRecord, digest: str) -> None:
+        conn.execute(t.tokens.insert().values(id=token.id, party_id=token.party_id, token_hash=digest,
+                                              created_at=token.created_at, expires_at=token.expires_at))
+
+    def token_by_digest(self, conn: sa.Connection, digest: str) -> tuple[TokenRecord, str] | None:
+        row = conn.execute(
+            sa.select(t.tokens, t.parties.c.name).join(t.parties, t.parties.c.id == t.tokens.c.party_id)
+            .where(t.tokens.c.token_hash == digest)).first()
+        if row is None:
+            return None
+        return TokenRecord(row.id, row.party_id, row.created_at, row.expires_at, row.revoked_at), row.name
+
+    def tokens_of(self, conn: sa.Connection, party_id: str) -> list[TokenRecord]:
+        rows = conn.execute(sa.select(t.tokens).where(t.tokens.c.party_id == party_id).order_by(t.tokens.c.created_at))
+        return [TokenRecord(r.id, r.party_id, r.created_at, r.expires_at, r.revoked_at) for r in rows]
+
+    def revoke_token(self, conn: sa.Connection, token_id: str, party_id: str, when: dt.datetime) -> bool:
+        result = conn.execute(t.tokens.update().where(t.tokens.c.id == token_id, t.tokens.c.party_id == party_id,
+                                                      t.tokens.c.revoked_at.is_(None)).values(revoked_at=when))
+        return result.rowcount == 1
+
+    # -- datasets -------------------------------------------------------------------------
+    def dataset_id(self, conn: sa.Connection, owner_id: str, name: str) -> str | None:
+        return conn.execute(sa.select(t.datasets.c.id).where(t.datasets.c.owner_id == owner_id, t.datasets.c.name == name)).scalar()
+
+    def insert_dataset(self, conn: sa.Connection, dataset_id: str, owner_id: str, name: str, when: dt.datetime) -> None:
+        conn.execute(t.datasets.insert().values(id=dataset_id, owner_id=owner_id, name=name, created_at=when))
+
+    def insert_version(self, conn: sa.Connection, v: DatasetVersion, dataset_id: str) -> None:
+        conn.execute(t.dataset_versions.insert().values(
+            id=v.id, dataset_id=dataset_id, version=v.version, path=v.path, sha256=v.sha256, rows=v.rows, bytes=v.bytes,
+            schema_json=json.dumps(v.schema.to_dict()), distinct_subjects=v.distinct_subjects,
+            max_rows_per_subject=v.max_rows_per_subject, created_at=v.created_at))
+
+    def versions(self, conn: sa.Connection, owner: str | None = None, name: str | None = None) -> list[DatasetVersion]:
+        q = (sa.select(t.dataset_versions, t.datasets.c.name.label("dataset_name"), t.parties.c.name.label("owner"))
+             .join(t.datasets, t.datasets.c.id == t.dataset_versions.c.dataset_id)
+             .join(t.parties, t.parties.c.id == t.datasets.c.owner_id)
+             .order_by(t.parties.c.name, t.datasets.c.name, t.dataset_versions.c.version))
+        if owner is not None:
+            q = q.where(t.parties.c.name == owner)
+        if name is not None:
+            q = q.where(t.datasets.c.name == name)
+        return [DatasetVersion(r.id, r.owner, r.dataset_name, r.version, r.path, r.sha256, r.rows, r.bytes,
+                               parse_schema(json.loads(r.schema_json)), r.distinct_subjects, r.max_rows_per_subject,
+                               r.created_at) for r in conn.execute(q)]
+
+    def all_paths(self, conn: sa.Connection) -> list[str]:
+        return [r[0] for r in conn.execute(sa.select(t.dataset_versions.c.path))]
+
+    # -- agreements -----------------------------------------------------------------------
+    def insert_agreement(self, conn: sa.Connection, state: AgreementState, provider_id: str, when: dt.datetime) -> None:
+        conn.execute(t.agreements.insert().values(
+            id=state.id, name=state.terms.name, version=state.version, provider_id=provider_id,
+            terms_json=json.dumps(state.terms.to_dict()), status=state.status.value, hash_key=state.hash_key,
+            created_at=when))
+
+    def latest_version(self, conn: sa.Connection, provider_id: str, name: str) -> int:
+        return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(t.agreements.c.version), 0))
+                                .where(t.agreements.c.provider_id == provider_id, t.agreements.c.name == name)).scalar_one())
+
+    def add_signature(self, conn: sa.Connection, agreement_id: str, party: str, when: dt.datetime) -> None:
+        conn.execute(t.signatures.insert().values(agreement_id=agreement_id, party_name=party, signed_at=when))
+
+    def set_agreement_status(self, conn: sa.Connection, agreement_id: str, status: AgreementStatus,
+                             when: dt.datetime, by: str | None = None) -> None:
+        conn.execute(t.agreements.update().where(t.agreements.c.id == agreement_id)
+                     .values(status=status.value, decided_at=when, revoked_by=by))
+
+    def agreements(self, conn: sa.Connection, agreement_id: str | None = None, for_update: bool = False) -> list[AgreementState]:
+        q = sa.select(t.agreements).order_by(t.agreements.c.created_at, t.agreements.c.id)
+        if agreement_id is not None:
+            q = q.where(t.agreements.c.id == agreement_id)
+        if for_update and conn.dialect.name == "postgresql":
+            q = q.with_for_update()
+        rows = conn.execute(q).all()
+        sigs: dict[str, set[str]] = {}
+        for s in conn.execute(sa.select(t.signatures)):
+            sigs.setdefault(s.agreement_id, set()).add(s.party_name)
+        return [AgreementState(r.id, r.version, parse_agreement(json.loads(r.terms_json)), AgreementStatus(r.status),
+                               frozenset(sigs.get(r.id, set())), bytes(r.hash_key)) for r in rows]
+
+    # -- templates ------------------------------------------------------------------------
+    def insert_template(self, conn: sa.Connection, template_id: str, owner_id: str, name: str, text: str, when: dt.datetime) -> None:
+        conn.execute(t.templates.insert().values(id=template_id, owner_id=owner_id, name=name, text=text, created_at=when))
+
+    def template(self, conn: sa.Connection, name: str) -> tuple[str, str] | None:
+        row = conn.execute(sa.select(t.templates.c.text, t.parties.c.name)
+                           .join(t.parties, t.parties.c.id == t.templates.c.owner_id)
+                           .where(t.templates.c.name == name)).first()
+        return (row.text, row.name) if row else None
+
+    def templates(self, conn: sa.Connection) -> list[dict[str, Any]]:
+        rows = conn.execute(sa.select(t.templates.c.id, t.templates.c.name, t.parties.c.name.label("owner"))
+                            .join(t.parties, t.parties.c.id == t.templates.c.owner_id).order_by(t.templates.c.name))
+        return [{"id": r.id, "name": r.name, "owner": r.owner} for r in rows]

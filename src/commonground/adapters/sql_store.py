@@ -1,0 +1,115 @@
+"""Metadata store over SQLAlchemy Core: SQLite by default, PostgreSQL by URL.
+
+One `transaction()` is one unit of work: a change and its ledger entry commit together or not
+at all. Ledger appends are serialised (SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory
+transaction lock) so concurrent writers never race for the next index.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+
+from ..domain.merkle import leaf_hash
+from . import tables as t
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+_LEDGER_LOCK = 0x436F6D6D  # "Comm"
+
+
+def canonical_json(entry: dict[str, Any]) -> bytes:
+    """One byte string per entry, whoever writes it: sorted keys, no spaces, UTF-8."""
+    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+class SqlStore:
+    def __init__(self, url: str):
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        kwargs: dict[str, Any] = {"future": True}
+        if self.is_sqlite:
+            kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        else:
+            kwargs["pool_pre_ping"] = True
+        self.engine = sa.create_engine(url, **kwargs)
+        if self.is_sqlite:
+            self._serialise_sqlite_writers()
+
+    def _serialise_sqlite_writers(self) -> None:
+        @event.listens_for(self.engine, "connect")
+        def _connect(dbapi_connection, _record):  # pragma: no cover - driver hook
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.close()
+
+        @event.listens_for(self.engine, "begin")
+        def _begin(conn):  # pragma: no cover - driver hook
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    def migrate(self, revision: str = "head") -> None:
+        with self.engine.begin() as conn:
+            cfg = Config()
+            cfg.set_main_option("script_location", str(MIGRATIONS))
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+
+    def downgrade(self, revision: str = "base") -> None:
+        with self.engine.begin() as conn:
+            cfg = Config()
+            cfg.set_main_option("script_location", str(MIGRATIONS))
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, revision)
+
+    def is_initialised(self) -> bool:
+        return sa.inspect(self.engine).has_table("parties")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sa.Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[sa.Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- ledger ---------------------------------------------------------------------------
+
+    def append_entry(self, conn: sa.Connection, entry: dict[str, Any]) -> int:
+        """Append one entry in the caller's transaction; returns its index."""
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LEDGER_LOCK})
+        size = conn.execute(sa.select(sa.func.coalesce(sa.func.max(t.ledger_entries.c.idx) + 1, 0))).scalar_one()
+        data = canonical_json({**entry, "index": size})
+        conn.execute(t.ledger_entries.insert().values(idx=size, leaf_hash=leaf_hash(data), entry=data.decode()))
+        return int(size)
+
+    def ledger_size(self, conn: sa.Connection) -> int:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(t.ledger_entries)).scalar_one())
+
+    def leaf_hashes(self, conn: sa.Connection, upto: int | None = None) -> list[bytes]:
+        q = sa.select(t.ledger_entries.c.leaf_hash).order_by(t.ledger_entries.c.idx)
+        if upto is not None:
+            q = q.where(t.ledger_entries.c.idx < upto)
+        return [bytes(r[0]) for r in conn.execute(q)]
+
+    def entries(self, conn: sa.Connection, start: int = 0, limit: int | None = None) -> list[tuple[int, bytes, str]]:
+        q = sa.select(t.ledger_entries).where(t.ledger_entries.c.idx >= start).order_by(t.ledger_entries.c.idx)
+        if limit is not None:
+            q = q.limit(limit)
+        return [(int(r.idx), bytes(r.leaf_hash), r.entry) for r in conn.execute(q)]
+
+

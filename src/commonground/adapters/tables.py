@@ -1,0 +1,101 @@
+"""The metadata tables (SQLAlchemy Core). Alembic migrations create them; this is their shape.
+
+The ledger tables have no update or delete code anywhere in the project.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (BigInteger, Column, DateTime, ForeignKey, Integer, LargeBinary, MetaData, String, Table,
+                        Text, UniqueConstraint)
+
+metadata = MetaData()
+
+parties = Table(
+    "parties", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(63), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+tokens = Table(
+    "tokens", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("party_id", String(32), ForeignKey("parties.id"), nullable=False, index=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+datasets = Table(
+    "datasets", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("owner_id", String(32), ForeignKey("parties.id"), nullable=False),
+    Column("name", String(63), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("owner_id", "name", name="uq_dataset_owner_name"),
+)
+
+dataset_versions = Table(
+    "dataset_versions", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("dataset_id", String(32), ForeignKey("datasets.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("schema_json", Text, nullable=False),
+    Column("distinct_subjects", BigInteger),
+    Column("max_rows_per_subject", BigInteger),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("dataset_id", "version", name="uq_dataset_version"),
+)
+
+agreements = Table(
+    "agreements", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(63), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("provider_id", String(32), ForeignKey("parties.id"), nullable=False),
+    Column("terms_json", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("hash_key", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("decided_at", DateTime(timezone=True)),
+    Column("revoked_by", String(63)),
+    UniqueConstraint("provider_id", "name", "version", name="uq_agreement_version"),
+)
+
+signatures = Table(
+    "agreement_signatures", metadata,
+    Column("agreement_id", String(32), ForeignKey("agreements.id"), primary_key=True),
+    Column("party_name", String(63), primary_key=True),
+    Column("signed_at", DateTime(timezone=True), nullable=False),
+)
+
+templates = Table(
+    "agreement_templates", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("owner_id", String(32), ForeignKey("parties.id"), nullable=False),
+    Column("name", String(63), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("owner_id", "name", name="uq_template_owner_name"),
+)
+
+ledger_entries = Table(
+    "ledger_entries", metadata,
+    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    Column("leaf_hash", LargeBinary(32), nullable=False),
+    Column("entry", Text, nullable=False),
+)
+
+tree_heads = Table(
+    "tree_heads", metadata,
+    Column("tree_size", BigInteger, primary_key=True, autoincrement=False),
+    Column("root_hash", LargeBinary(32), nullable=False),
+    Column("timestamp", DateTime(timezone=True), nullable=False),
+    Column("signature", LargeBinary, nullable=False),
+)

@@ -1,0 +1,162 @@
+"""The HTTP API. A factory, not a module global: `create_app(deps)` per process or test.
+
+Routes are thin: authenticate, call a service, shape the answer. Authorisation lives in the
+services, so the CLI and the API cannot disagree. Anything a party may not see is a 404.
+Every response carries the latest signed tree head, so clients can witness the ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+
+from ..domain.errors import BadInput, CommongroundError, Refused
+from ..domain.records import Party
+from ..services import agreements as agreement_svc
+from ..services import audit as audit_svc
+from ..services import datasets as dataset_svc
+from ..services import parties as party_svc
+from ..services import queries as query_svc
+from ..services.deps import Deps
+
+TREE_HEAD_HEADER = "X-Commonground-Tree-Head"
+_bearer = HTTPBearer(auto_error=False)
+
+
+class QueryRequest(BaseModel):
+    sql: str = Field(..., max_length=100_000)
+    purpose: str = Field(..., min_length=1, max_length=200)
+    explain: bool = False
+
+
+class AgreementRequest(BaseModel):
+    document: Optional[dict[str, Any]] = None
+    yaml: Optional[str] = Field(None, max_length=200_000)
+    template: Optional[str] = None
+    params: dict[str, str] = {}
+
+
+def create_app(deps: Deps) -> FastAPI:
+    app = FastAPI(title="Commonground", version="0.1.0",
+                  description="A neutral data-sharing escrow: clean-room SQL under signed agreements.")
+
+    @app.exception_handler(CommongroundError)
+    async def _error(_request: Request, exc: CommongroundError) -> JSONResponse:
+        if isinstance(exc, Refused):
+            body: dict[str, Any] = {"error": "refused", "reasons": exc.reasons}
+        else:
+            body = {"error": type(exc).__name__.lower(), "message": str(exc)}
+        headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
+        return JSONResponse(body, status_code=exc.http_status, headers=headers)
+
+    @app.middleware("http")
+    async def _witness(request: Request, call_next):
+        response = await call_next(request)
+        try:
+            head = audit_svc.signed_head(deps)
+            response.headers[TREE_HEAD_HEADER] = json.dumps(head.to_dict(), separators=(",", ":"))
+        except Exception:  # the ledger must not take the API down; verify reports problems
+            pass
+        return response
+
+    def caller(credentials: Optional[HTTPAuthorizationCredentials] = Depends(_bearer)) -> Party:
+        return party_svc.authenticate(deps, credentials.credentials if credentials else None)
+
+    @app.get("/v1/me")
+    def me(party: Party = Depends(caller)) -> dict[str, Any]:
+        return party.to_dict()
+
+    @app.get("/v1/datasets")
+    def datasets(party: Party = Depends(caller)) -> list[dict[str, Any]]:
+        return [dataset_svc.dataset_summary(v, own=v.owner == party.name) for v in dataset_svc.list_datasets(deps, party.name)]
+
+    @app.get("/v1/datasets/{owner}/{name}")
+    def dataset(owner: str, name: str, party: Party = Depends(caller)) -> dict[str, Any]:
+        version, history = dataset_svc.show_dataset(deps, party.name, f"{owner}.{name}")
+        return dataset_svc.dataset_summary(version, history, own=owner == party.name)
+
+    @app.post("/v1/datasets/{name}", status_code=201)
+    async def upload(name: str, file: UploadFile = File(...), schema: Optional[str] = Form(None),
+                     party: Party = Depends(caller)) -> dict[str, Any]:
+        schema_doc = agreement_svc.load_yaml(schema, "schema") if schema else None
+        suffix = Path(file.filename or "upload.csv").suffix.lower() or ".csv"
+        limit = deps.ingest.max_bytes  # type: ignore[attr-defined]
+        tmp_dir = deps.home / "tmp"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(suffix=suffix, dir=tmp_dir)
+        try:
+            size = 0
+            with os.fdopen(fd, "wb") as f:
+                while chunk := await file.read(1 << 20):
+                    size += len(chunk)
+                    if size > limit:
+                        raise BadInput(f"upload is over the limit of {limit:,} bytes")
+                    f.write(chunk)
+            version, warnings = dataset_svc.add_dataset(deps, party.name, name, Path(tmp_name), schema_doc)
+        finally:
+            Path(tmp_name).unlink(missing_ok=True)
+        return {**dataset_svc.dataset_summary(version), "warnings": list(warnings)}
+
+    @app.get("/v1/agreements")
+    def agreements(party: Party = Depends(caller)) -> list[dict[str, Any]]:
+        return [agreement_svc.agreement_summary(a, deps.now()) for a in agreement_svc.list_agreements(deps, party.name)]
+
+    @app.get("/v1/agreements/{agreement_id}")
+    def agreement(agreement_id: str, party: Party = Depends(caller)) -> dict[str, Any]:
+        return agreement_svc.agreement_summary(agreement_svc.show(deps, party.name, agreement_id), deps.now())
+
+    @app.post("/v1/agreements", status_code=201)
+    def propose(body: AgreementRequest, party: Party = Depends(caller)) -> dict[str, Any]:
+        if body.template:
+            state = agreement_svc.propose_from_template(deps, party.name, body.template, body.params)
+        elif body.document is not None:
+            state = agreement_svc.propose(deps, party.name, body.document)
+        elif body.yaml is not None:
+            state = agreement_svc.propose(deps, party.name, agreement_svc.load_yaml(body.yaml, "agreement"))
+        else:
+            raise BadInput("give document, yaml or template")
+        return agreement_svc.agreement_summary(state, deps.now())
+
+    @app.post("/v1/agreements/{agreement_id}/accept")
+    def accept(agreement_id: str, party: Party = Depends(caller)) -> dict[str, Any]:
+        return agreement_svc.agreement_summary(agreement_svc.accept(deps, party.name, agreement_id), deps.now())
+
+    @app.post("/v1/agreements/{agreement_id}/revoke")
+    def revoke(agreement_id: str, party: Party = Depends(caller)) -> dict[str, Any]:
+        return agreement_svc.agreement_summary(agreement_svc.revoke(deps, party.name, agreement_id), deps.now())
+
+    @app.post("/v1/query")
+    def query(body: QueryRequest, party: Party = Depends(caller)) -> dict[str, Any]:
+        if body.explain:
+            plan = query_svc.explain_query(deps, party.name, body.purpose, body.sql)
+            return {"governed": plan.governed, "min_group_size": plan.min_group_size, "sql": plan.explain()}
+        result, plan = query_svc.run_query(deps, party.name, body.purpose, body.sql)
+        return query_svc.result_json(result, plan)
+
+    @app.get("/v1/audit/head")
+    def head() -> dict[str, Any]:
+        return audit_svc.signed_head(deps).to_dict()
+
+    @app.get("/v1/audit/public-key")
+    def public_key() -> dict[str, str]:
+        return {"public_key": deps.signer.public_key_pem().decode()}
+
+    @app.get("/v1/audit/proof/{index}")
+    def proof(index: int, party: Party = Depends(caller)) -> dict[str, Any]:
+        return audit_svc.inclusion(deps, index)
+
+    @app.get("/v1/audit/consistency")
+    def consistency(old_size: int) -> dict[str, Any]:
+        if old_size < 0:
+            raise BadInput("old_size must be >= 0")
+        return audit_svc.consistency(deps, old_size)
+
+    return app

@@ -1,0 +1,82 @@
+"""The one composition root: settings -> concrete adapters -> the services' dependencies.
+
+Nothing is created at import time; every engine and connection is made here, on demand.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from .adapters.duckdb_engine import DuckDBEngine
+from .adapters.ingest import ParquetIngest
+from .adapters.keys import FileSigner
+from .adapters.store import Store
+from .domain.errors import BadInput
+from .services.deps import Deps
+
+DEFAULT_HOME = ".commonground"
+DEFAULT_MAX_UPLOAD = 20 * 1024**3
+
+
+class SystemClock:
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD
+    query_memory: str = "4GB"
+    query_timeout_s: float = 300.0
+
+    @classmethod
+    def from_env(cls, home: str | Path | None = None) -> "Settings":
+        home_path = Path(home or os.environ.get("COMMONGROUND_HOME") or DEFAULT_HOME).absolute()
+        url = os.environ.get("COMMONGROUND_DATABASE_URL") or f"sqlite:///{home_path / 'metadata.db'}"
+        try:
+            max_upload = int(os.environ.get("COMMONGROUND_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD))
+            timeout = float(os.environ.get("COMMONGROUND_QUERY_TIMEOUT", 300))
+        except ValueError:
+            raise BadInput("COMMONGROUND_MAX_UPLOAD_BYTES and COMMONGROUND_QUERY_TIMEOUT must be numbers") from None
+        return cls(home_path, url, max_upload, os.environ.get("COMMONGROUND_QUERY_MEMORY", "4GB"), timeout)
+
+
+def build(settings: Settings, clock=None) -> Deps:
+    return Deps(
+        home=settings.home,
+        store=Store(settings.database_url),
+        clock=clock or SystemClock(),
+        ingest=ParquetIngest(settings.home, settings.max_upload_bytes),
+        engine=DuckDBEngine(memory_limit=settings.query_memory, timeout_s=settings.query_timeout_s),
+        signer=FileSigner(settings.home / "keys" / "ledger-ed25519.pem"),
+        new_id=lambda: uuid.uuid4().hex,
+        new_secret=lambda: "cg_" + secrets.token_urlsafe(32),
+    )
+
+
+def init_store(deps: Deps) -> None:
+    """Create the home, migrate the metadata to head, create the signing key, sweep leftovers."""
+    deps.home.mkdir(parents=True, exist_ok=True)
+    (deps.home / "data").mkdir(exist_ok=True)
+    deps.store.migrate()
+    deps.signer.create_if_missing()  # type: ignore[attr-defined]
+    sweep(deps)
+
+
+def open_store(deps: Deps) -> Deps:
+    if not deps.home.exists() or not deps.store.is_initialised():
+        raise BadInput(f"no store at {deps.home}: run `commonground init` first (or set --home / COMMONGROUND_HOME)")
+    return deps
+
+
+def sweep(deps: Deps) -> list[Path]:
+    with deps.store.read() as conn:
+        referenced = {deps.home / p for p in deps.store.all_paths(conn)}
+    return deps.ingest.sweep(referenced)

@@ -1,0 +1,369 @@
+"""`commonground`: every command is a thin call into a service; --json on each for machines."""
+
+from __future__ import annotations
+
+import functools
+import json as jsonlib
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+import yaml
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .. import bootstrap
+from ..domain.errors import BadInput, CommongroundError
+from ..services import agreements as agreement_svc
+from ..services import audit as audit_svc
+from ..services import datasets as dataset_svc
+from ..services import parties as party_svc
+from ..services import queries as query_svc
+from ..services.deps import Deps
+from .output import emit, fail, out, table
+
+app = typer.Typer(help="Commonground: a neutral data-sharing escrow owned by neither party.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+party_app = typer.Typer(help="Organisations and individuals.", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens (shown once, stored as a hash).", no_args_is_help=True)
+dataset_app = typer.Typer(help="Datasets and their immutable versions.", no_args_is_help=True)
+agreement_app = typer.Typer(help="Agreements: propose, accept, revoke.", no_args_is_help=True)
+template_app = typer.Typer(help="Reusable agreement templates.", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident ledger.", no_args_is_help=True)
+app.add_typer(party_app, name="party")
+app.add_typer(token_app, name="token")
+app.add_typer(dataset_app, name="dataset")
+app.add_typer(agreement_app, name="agreement")
+agreement_app.add_typer(template_app, name="template")
+app.add_typer(audit_app, name="audit")
+
+JsonOpt = typer.Option(False, "--json", help="Machine-readable output.")
+AsOpt = typer.Option(..., "--as", help="The party acting.")
+
+
+class _State:
+    home: Optional[str] = None
+
+
+state = _State()
+
+
+@app.callback()
+def _main(home: Optional[str] = typer.Option(None, "--home", help="Store directory (default $COMMONGROUND_HOME or ./.commonground).")) -> None:
+    state.home = home
+
+
+def _deps(initialised: bool = True) -> Deps:
+    deps = bootstrap.build(bootstrap.Settings.from_env(state.home))
+    return bootstrap.open_store(deps) if initialised else deps
+
+
+def command(parent: typer.Typer, name: str | None = None) -> Callable:
+    """Register a command whose CommongroundErrors become exit codes and one-line reasons."""
+    def wrap(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> None:
+            try:
+                fn(*args, **kwargs)
+            except CommongroundError as e:
+                raise typer.Exit(fail(e, bool(kwargs.get("json_out")))) from None
+        return parent.command(name)(run)
+    return wrap
+
+
+def _read_yaml(path: Path, what: str) -> Any:
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise BadInput(f"cannot read {what} {path}: {e.strerror}") from None
+    return agreement_svc.load_yaml(text, f"{what} {path.name}")
+
+
+# -- store --------------------------------------------------------------------------------
+
+@command(app, "init")
+def init(json_out: bool = JsonOpt) -> None:
+    """Create the store (metadata database, data directory, ledger signing key)."""
+    deps = _deps(initialised=False)
+    bootstrap.init_store(deps)
+    emit({"home": str(deps.home), "database": deps.store.url.split("@")[-1]}, json_out,
+         lambda: out.print(f"store ready at {deps.home}"))
+
+
+# -- parties and tokens -------------------------------------------------------------------
+
+@command(party_app, "add")
+def party_add(name: str, kind: str = typer.Option("organization", "--kind", help="organization | individual"),
+              json_out: bool = JsonOpt) -> None:
+    """Add a party."""
+    p = party_svc.add_party(_deps(), name, kind)
+    emit(p.to_dict(), json_out, lambda: out.print(f"party {p.name} ({p.kind}) id {p.id}"))
+
+
+@command(party_app, "list")
+def party_list(json_out: bool = JsonOpt) -> None:
+    """List parties."""
+    parties = party_svc.list_parties(_deps())
+    emit([p.to_dict() for p in parties], json_out,
+         lambda: table("parties", ["name", "kind", "id"], [[p.name, p.kind, p.id] for p in parties]))
+
+
+@command(token_app, "create")
+def token_create(party: str = AsOpt, ttl_days: Optional[int] = typer.Option(None, "--ttl-days"), json_out: bool = JsonOpt) -> None:
+    """Create an API token for a party. The secret is printed once and never stored."""
+    record, secret = party_svc.create_token(_deps(), party, ttl_days)
+    emit({"id": record.id, "party": party, "token": secret,
+          "expires_at": record.expires_at.isoformat() if record.expires_at else None}, json_out,
+         lambda: out.print(f"token {record.id} for {party}:\n{secret}\n(shown once; store it safely)"))
+
+
+@command(token_app, "revoke")
+def token_revoke(token_id: str, party: str = AsOpt, json_out: bool = JsonOpt) -> None:
+    """Revoke a token."""
+    party_svc.revoke_token(_deps(), party, token_id)
+    emit({"id": token_id, "revoked": True}, json_out, lambda: out.print(f"token {token_id} revoked"))
+
+
+@command(token_app, "list")
+def token_list(party: str = AsOpt, json_out: bool = JsonOpt) -> None:
+    """List a party's tokens (never their secrets)."""
+    tokens = party_svc.list_tokens(_deps(), party)
+    rows = [{"id": t.id, "created_at": t.created_at, "expires_at": t.expires_at, "revoked_at": t.revoked_at} for t in tokens]
+    emit(rows, json_out, lambda: table("tokens", ["id", "created", "expires", "revoked"],
+                                       [[r["id"], r["created_at"], r["expires_at"], r["revoked_at"]] for r in rows]))
+
+
+# -- datasets -----------------------------------------------------------------------------
+
+@command(dataset_app, "add")
+def dataset_add(name: str, file: Path, owner: str = AsOpt,
+                schema: Optional[Path] = typer.Option(None, "--schema", help="Schema YAML (types, roles, categories)."),
+                json_out: bool = JsonOpt) -> None:
+    """Upload a CSV, Parquet or JSON Lines file as a new immutable version."""
+    deps = _deps()
+    schema_doc = _read_yaml(schema, "schema") if schema else None
+    show_bar = sys.stderr.isatty() and not json_out
+    with Progress(TextColumn("[bold]ingest"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
+                  transient=True, disable=not show_bar) as progress:
+        task = progress.add_task("ingest", total=100)
+        version, warnings = dataset_svc.add_dataset(deps, owner, name, file, schema_doc,
+                                                    lambda pct: progress.update(task, completed=pct))
+    for w in warnings:
+        typer.echo(f"warning: {w}", err=True)
+    summary = dataset_svc.dataset_summary(version)
+    summary["warnings"] = list(warnings)
+    emit(summary, json_out, lambda: out.print(
+        f"{version.key} version {version.version}: {version.rows:,} rows, sha256 {version.sha256}, id {version.id}"))
+
+
+@command(dataset_app, "list")
+def dataset_list(party: str = AsOpt, json_out: bool = JsonOpt) -> None:
+    """Datasets the party owns or has an agreement for."""
+    versions = dataset_svc.list_datasets(_deps(), party)
+    data = [dataset_svc.dataset_summary(v, own=v.owner == party) for v in versions]
+    emit(data, json_out, lambda: table("datasets", ["dataset", "version", "rows", "columns", "sha256"],
+                                       [[v.key, v.version, f"{v.rows:,}", len(v.schema.columns), v.sha256[:16]] for v in versions]))
+
+
+@command(dataset_app, "show")
+def dataset_show(ref: str, party: str = AsOpt, json_out: bool = JsonOpt) -> None:
+    """Schema, roles, versions and commitments of one dataset."""
+    version, history = dataset_svc.show_dataset(_deps(), party, ref)
+    data = dataset_svc.dataset_summary(version, history, own=version.owner == party)
+
+    def human() -> None:
+        out.print(f"[bold]{version.key}[/] version {version.version}, {version.rows:,} rows")
+        table("columns", ["name", "type", "role", "category"],
+              [[c["name"], c["type"], c["role"], c["category"]] for c in data["columns"]])
+        table("versions", ["version", "rows", "sha256", "created"],
+              [[h["version"], h["rows"], h["sha256"], h["created_at"]] for h in data["versions"]])
+    emit(data, json_out, human)
+
+
+# -- agreements ---------------------------------------------------------------------------
+
+def _agreement_out(state, json_out: bool, verb: str) -> None:
+    deps_now = bootstrap.SystemClock().now()
+    data = agreement_svc.agreement_summary(state, deps_now)
+    emit(data, json_out, lambda: out.print(f"agreement {data['name']} v{data['version']} {verb}: id {data['id']}, status {data['status']}"))
+
+
+@command(agreement_app, "propose")
+def agreement_propose(file: Optional[Path] = typer.Argument(None, help="Agreement YAML."), party: str = AsOpt,
+                      template: Optional[str] = typer.Option(None, "--template", help="Template name."),
+                      params: list[str] = typer.Option([], "--set", help="Template parameter NAME=VALUE."),
+                      json_out: bool = JsonOpt) -> None:
+    """Propose an agreement from a YAML file or a template; the provider's proposal is its signature."""
+    deps = _deps()
+    if (file is None) == (template is None):
+        raise BadInput("give either an agreement FILE or --template NAME")
+    if template:
+        values = {}
+        for p in params:
+            key, sep, value = p.partition("=")
+            if not sep or not key:
+                raise BadInput(f"--set takes NAME=VALUE, not {p!r}")
+            values[key] = value
+        state = agreement_svc.propose_from_template(deps, party, template, values)
+    else:
+        state = agreement_svc.propose(deps, party, _read_yaml(file, "agreement"))  # type: ignore[arg-type]
+    _agreement_out(state, json_out, "proposed")
+
+
+@command(agreement_app, "accept")
+def agreement_accept(agreement_id: str, party: str = AsOpt, json_out: bool = JsonOpt) -> None:
+    """Accept (sign) an agreement; it is active once every party has."""
+    _agreement_out(agreement_svc.accept(_deps(), party, agreement_id), json_out, "accepted")
+
+
+@command(agreement_app, "revoke")
+def agreement_revoke(agreement_id: str, party: str = AsOpt, json_out: bool = JsonOpt) -> None:
+    """Revoke an agreement, with immediate effect."""
+    _agreement_out(agreement_svc.revoke(_deps(), party, agreement_id), json_out, "revoked")
+
+
+@command(agreement_app, "list")
+def agreement_list(party: str = AsOpt, json_out: bool = JsonOpt) -> None:
+    """Agreements the party is in."""
+    deps = _deps()
+    data = [agreement_svc.agreement_summary(a, deps.now()) for a in agreement_svc.list_agreements(deps, party)]
+    emit(data, json_out, lambda: table("agreements", ["id", "name", "v", "status", "provider", "recipients", "purposes"],
+                                       [[a["id"], a["name"], a["version"], a["status"], a["provider"],
+                                         ",".join(a["recipients"]), ",".join(a["purposes"])] for a in data]))
+
+
+@command(agreement_app, "show")
+def agreement_show(agreement_id: str, party: str = AsOpt, json_out: bool = JsonOpt) -> None:
+    """One agreement, its terms and signatures."""
+    deps = _deps()
+    data = agreement_svc.agreement_summary(agreement_svc.show(deps, party, agreement_id), deps.now())
+    emit(data, json_out, lambda: out.print(yaml.safe_dump(data, sort_keys=False)))
+
+
+@command(template_app, "add")
+def template_add(name: str, file: Path, party: str = AsOpt, json_out: bool = JsonOpt) -> None:
+    """Store an agreement template with ${parameters}."""
+    try:
+        text = file.read_text()
+    except OSError as e:
+        raise BadInput(f"cannot read template {file}: {e.strerror}") from None
+    template_id = agreement_svc.add_template(_deps(), party, name, text)
+    emit({"id": template_id, "name": name}, json_out, lambda: out.print(f"template {name} id {template_id}"))
+
+
+@command(template_app, "list")
+def template_list(json_out: bool = JsonOpt) -> None:
+    """Templates in the store."""
+    data = agreement_svc.list_templates(_deps())
+    emit(data, json_out, lambda: table("templates", ["name", "owner", "id"], [[t["name"], t["owner"], t["id"]] for t in data]))
+
+
+# -- queries ------------------------------------------------------------------------------
+
+@command(app, "query")
+def query(sql: str, party: str = AsOpt, purpose: str = typer.Option(..., "--purpose", help="Why (e.g. analytics.reporting)."),
+          explain: bool = typer.Option(False, "--explain", help="Show the governed SQL instead of running it."),
+          json_out: bool = JsonOpt) -> None:
+    """Run clean-room SQL over tables named owner.dataset, as a party, for a purpose."""
+    deps = _deps()
+    if explain:
+        plan = query_svc.explain_query(deps, party, purpose, sql)
+        emit({"governed": plan.governed, "min_group_size": plan.min_group_size, "sql": plan.explain()}, json_out,
+             lambda: out.print(plan.explain(), markup=False, highlight=False))
+        return
+    result, plan = query_svc.run_query(deps, party, purpose, sql)
+    data = query_svc.result_json(result, plan)
+
+    def human() -> None:
+        table("result", data["columns"], data["rows"])
+        if plan.governed:
+            out.print(f"k = {plan.min_group_size}; groups suppressed below k: {result.suppressed_groups}")
+    emit(data, json_out, human)
+
+
+# -- audit --------------------------------------------------------------------------------
+
+@command(audit_app, "verify")
+def audit_verify(json_out: bool = JsonOpt) -> None:
+    """Recompute the Merkle tree from storage and check it entry by entry."""
+    report = audit_svc.verify(_deps())
+    data = {"ok": report.ok, "entries": report.entries, "first_bad_index": report.first_bad_index,
+            "problem": report.problem, "root_hash": report.root_hash}
+    emit(data, json_out, lambda: out.print(
+        f"ledger ok: {report.entries} entries, root {report.root_hash}" if report.ok
+        else f"ledger TAMPERED at index {report.first_bad_index}: {report.problem}"))
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@command(audit_app, "log")
+def audit_log(start: int = typer.Option(0, "--start"), limit: int = typer.Option(50, "--limit"), json_out: bool = JsonOpt) -> None:
+    """Ledger entries (never secrets or data values)."""
+    entries = audit_svc.log(_deps(), start, limit)
+    emit(entries, json_out, lambda: table("ledger", ["index", "event", "party", "at"],
+                                          [[e.get("index"), e.get("event"), e.get("party"), e.get("at")] for e in entries]))
+
+
+@command(audit_app, "proof")
+def audit_proof(index: int, json_out: bool = JsonOpt) -> None:
+    """An entry with its inclusion proof, signed tree head and public key, for offline checking."""
+    emit(audit_svc.inclusion(_deps(), index), True)
+
+
+@command(audit_app, "head")
+def audit_head(json_out: bool = JsonOpt) -> None:
+    """The latest signed tree head."""
+    emit(audit_svc.signed_head(_deps()).to_dict(), True)
+
+
+@command(audit_app, "public-key")
+def audit_public_key(json_out: bool = JsonOpt) -> None:
+    """The ledger's Ed25519 public key (PEM), to verify tree heads offline."""
+    sys.stdout.write(_deps().signer.public_key_pem().decode())
+
+
+@command(audit_app, "verify-proof")
+def audit_verify_proof(bundle: Path, public_key: Path = typer.Option(..., "--public-key"), json_out: bool = JsonOpt) -> None:
+    """Check a proof bundle (from `audit proof`) offline, with only the public key."""
+    try:
+        data = jsonlib.loads(bundle.read_text())
+        key = public_key.read_bytes()
+    except (OSError, ValueError) as e:
+        raise BadInput(f"cannot read proof bundle or key: {e}") from None
+    try:
+        audit_svc.verify_proof_offline(data, key)
+    except (ValueError, KeyError, TypeError) as e:
+        emit({"ok": False, "problem": str(e)}, json_out, lambda: out.print(f"proof does NOT verify: {e}"))
+        raise typer.Exit(1)
+    emit({"ok": True}, json_out, lambda: out.print("proof verifies"))
+
+
+# -- serve and demo -----------------------------------------------------------------------
+
+@command(app, "serve")
+def serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Option(8000, "--port"), json_out: bool = JsonOpt) -> None:
+    """Start the HTTP API (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from ..api.app import create_app
+    deps = _deps()
+    uvicorn.run(create_app(deps), host=host, port=port, log_level="info")
+
+
+@command(app, "demo")
+def demo(reset: bool = typer.Option(False, "--reset", help="Start from an empty store."), json_out: bool = JsonOpt) -> None:
+    """Build the retailer / brand / shared-customers scenario and run a governed query."""
+    from ..demo import build_demo
+    deps = _deps(initialised=False)
+    report = build_demo(deps, reset=reset)
+    emit(report, json_out, lambda: out.print(report["summary"], markup=False, highlight=False, soft_wrap=True))
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONIOENCODING", "utf-8")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""The demo scenario: a retailer, a consumer brand and their shared customers.
+
+The retailer knows what people buy; the brand knows who its loyal customers are. Neither
+wants to hand over its list. Under the `syrup-insights` agreement the brand learns how its
+loyalty tiers spend at the retailer, by age band, without seeing a single row.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+from . import bootstrap
+from .services import agreements as agreement_svc
+from .services import datasets as dataset_svc
+from .services import parties as party_svc
+from .services import queries as query_svc
+from .services.deps import Deps
+
+RETAILER_CUSTOMERS = {"columns": {
+    "customer_id": {"type": "string", "role": "subject_id", "category": "user.unique_id"},
+    "email": {"type": "string", "role": "identifier", "category": "user.contact.email"},
+    "zip": {"type": "string", "role": "quasi_identifier", "category": "user.contact.address.postal_code"},
+    "age": {"type": "integer", "role": "quasi_identifier", "category": "user.demographic.age_range"},
+    "segment": {"type": "string", "role": "attribute", "category": "user.behavior"},
+}}
+PURCHASES = {"columns": {
+    "customer_id": {"type": "string", "role": "subject_id", "category": "user.unique_id"},
+    "store_zip": {"type": "string", "role": "quasi_identifier", "category": "user.contact.address.postal_code"},
+    "age": {"type": "integer", "role": "quasi_identifier", "category": "user.demographic.age_range"},
+    "product": {"type": "string", "role": "attribute", "category": "user.behavior.purchase_history"},
+    "spend": {"type": "double", "role": "sensitive", "category": "user.financial"},
+    "bought_at": {"type": "timestamp", "role": "attribute", "category": "user.behavior.purchase_history"},
+    "email": {"type": "string", "role": "identifier", "category": "user.contact.email"},
+}}
+BRAND_CUSTOMERS = {"columns": {
+    "customer_id": {"type": "string", "role": "subject_id", "category": "user.unique_id"},
+    "email": {"type": "string", "role": "identifier", "category": "user.contact.email"},
+    "loyalty_tier": {"type": "string", "role": "attribute", "category": "user.behavior"},
+}}
+AGREEMENT = {
+    "name": "syrup-insights", "provider": "retailer", "recipients": ["brand"], "purposes": ["analytics.reporting"],
+    "valid_until": "2027-06-30",
+    "datasets": {"retailer.purchases": {"fields": {
+        "customer_id": {"transform": "hash"}, "store_zip": {"transform": "generalize", "keep": 3},
+        "age": {"transform": "bucket", "width": 10}, "product": {"transform": "raw"}, "spend": {"transform": "raw"},
+        "bought_at": {"transform": "generalize", "to": "month"}, "email": {"transform": "drop"}}}},
+    "access": {"mode": "join", "min_group_size": 10, "join_keys": ["customer_id"]},
+}
+TEMPLATE = """\
+name: ${name}
+provider: retailer
+recipients: [${recipient}]
+purposes: [${purpose}]
+valid_until: ${until}
+datasets:
+  retailer.purchases:
+    fields:
+      customer_id: {transform: hash}
+      age: {transform: bucket, width: 10}
+      product: {transform: raw}
+      spend: {transform: raw}
+access: {mode: aggregate, min_group_size: ${k}}
+"""
+DEMO_QUERY = """
+SELECT b.loyalty_tier, p.age AS age_band, COUNT(DISTINCT p.customer_id) AS shoppers, ROUND(SUM(p.spend), 2) AS spend
+FROM retailer.purchases AS p JOIN brand.customers AS b ON p.customer_id = b.customer_id
+WHERE p.product = 'maple syrup'
+GROUP BY b.loyalty_tier, p.age ORDER BY b.loyalty_tier, age_band
+"""
+PRODUCTS = ["maple syrup", "pancake mix", "coffee", "oat milk", "granola"]
+
+
+def _write_files(folder: Path, seed: int = 7) -> dict[str, Path]:
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    people = [{"id": f"C{i:05d}", "email": f"person{i}@example.org", "zip": f"{rng.randint(10000, 10999)}",
+               "age": rng.randint(18, 85)} for i in range(3000)]
+    paths = {n: folder / f"{n}.csv" for n in ("retailer_customers", "purchases", "brand_customers")}
+    with open(paths["retailer_customers"], "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["customer_id", "email", "zip", "age", "segment"])
+        for p in people:
+            w.writerow([p["id"], p["email"], p["zip"], p["age"], rng.choice(["family", "single", "student", "retired"])])
+    with open(paths["purchases"], "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["customer_id", "store_zip", "age", "product", "spend", "bought_at", "email"])
+        for p in people:
+            for _ in range(rng.randint(1, 8)):
+                w.writerow([p["id"], p["zip"], p["age"], rng.choice(PRODUCTS), round(rng.uniform(2, 40), 2),
+                            f"2026-{rng.randint(1, 10):02d}-{rng.randint(1, 28):02d} {rng.randint(8, 21):02d}:00:00", p["email"]])
+    with open(paths["brand_customers"], "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["customer_id", "email", "loyalty_tier"])
+        for p in people[1000:]:  # the brand knows two thirds of the retailer's customers, and others
+            w.writerow([p["id"], p["email"], rng.choice(["bronze", "silver", "gold"])])
+        for i in range(3000, 4000):
+            w.writerow([f"C{i:05d}", f"person{i}@example.org", rng.choice(["bronze", "silver", "gold"])])
+    return paths
+
+
+def build_demo(deps: Deps, reset: bool = False) -> dict[str, Any]:
+    if reset and deps.home.exists():
+        deps.store.dispose()
+        shutil.rmtree(deps.home)
+    bootstrap.init_store(deps)
+    if party_svc.list_parties(deps):
+        raise_if_present = [p.name for p in party_svc.list_parties(deps)]
+        from .domain.errors import Conflict
+        raise Conflict(f"the store already has parties {raise_if_present}; use `demo --reset` for a fresh demo store")
+    files = _write_files(deps.home / "demo-input")
+    for name, kind in (("retailer", "organization"), ("brand", "organization"), ("alice", "individual")):
+        party_svc.add_party(deps, name, kind)
+    dataset_svc.add_dataset(deps, "retailer", "customers", files["retailer_customers"], RETAILER_CUSTOMERS)
+    dataset_svc.add_dataset(deps, "retailer", "purchases", files["purchases"], PURCHASES)
+    dataset_svc.add_dataset(deps, "brand", "customers", files["brand_customers"], BRAND_CUSTOMERS)
+    proposed = agreement_svc.propose(deps, "retailer", AGREEMENT)
+    active = agreement_svc.accept(deps, "brand", proposed.id)
+    agreement_svc.add_template(deps, "retailer", "retail-aggregate", TEMPLATE)
+    tokens = {name: party_svc.create_token(deps, name)[1] for name in ("retailer", "brand")}
+    result, plan = query_svc.run_query(deps, "brand", "analytics.reporting", DEMO_QUERY)
+    data = query_svc.result_json(result, plan)
+    lines = [
+        f"Demo store at {deps.home}",
+        "  parties: retailer, brand (organisations), alice (individual)",
+        "  datasets: retailer.customers, retailer.purchases, brand.customers",
+        f"  agreement syrup-insights ({active.id}): {active.status.value}, join mode, k = 10",
+        "",
+        "The brand asks how its loyalty tiers buy maple syrup at the retailer:",
+        DEMO_QUERY.strip(),
+        "",
+        "  " + " | ".join(data["columns"]),
+        *["  " + " | ".join(str(v) for v in row) for row in data["rows"]],
+        f"  ({data['suppressed_groups']} groups under k = 10 suppressed)",
+        "",
+        "API tokens (shown once):",
+        *[f"  {name}: {tok}" for name, tok in tokens.items()],
+        "",
+        "Try: commonground query --as brand --purpose analytics.reporting "
+        "\"SELECT product, COUNT(*) FROM retailer.purchases GROUP BY product\"",
+    ]
+    return {"summary": "\n".join(lines), "agreement": active.id, "tokens": tokens, "result": data}

@@ -1,0 +1,64 @@
+"""Plain records the services pass around."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from .schema import DatasetSchema
+
+
+class PartyKind(str, Enum):
+    ORGANIZATION = "organization"
+    INDIVIDUAL = "individual"
+
+
+@dataclass(frozen=True)
+class Party:
+    id: str
+    name: str
+    kind: str
+    created_at: dt.datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "kind": self.kind, "created_at": self.created_at.isoformat()}
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    id: str
+    party_id: str
+    created_at: dt.datetime
+    expires_at: dt.datetime | None = None
+    revoked_at: dt.datetime | None = None
+
+    def usable(self, now: dt.datetime) -> bool:
+        if self.revoked_at is not None:
+            return False
+        return self.expires_at is None or now < _aware(self.expires_at)
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class DatasetVersion:
+    id: str
+    owner: str
+    name: str
+    version: int
+    path: str
+    sha256: str
+    rows: int
+    bytes: int
+    schema: DatasetSchema
+    distinct_subjects: int | None
+    max_rows_per_subject: int | None
+    created_at: dt.datetime
+
+    @property
+    def key(self) -> str:
+        return f"{self.owner}.{self.name}"

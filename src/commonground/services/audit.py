@@ -1,0 +1,139 @@
+"""The ledger as users see it: signed tree heads, proofs, verification, the log."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ..domain.merkle import MerkleTree, ProofError, leaf_hash, verify_consistency, verify_inclusion
+from .deps import Deps
+
+
+@dataclass(frozen=True)
+class TreeHead:
+    tree_size: int
+    root_hash: bytes
+    timestamp: str
+    signature: bytes
+
+    def signed_bytes(self) -> bytes:
+        return head_bytes(self.tree_size, self.root_hash, self.timestamp)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tree_size": self.tree_size, "root_hash": base64.b64encode(self.root_hash).decode(),
+                "timestamp": self.timestamp, "signature": base64.b64encode(self.signature).decode()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TreeHead":
+        return cls(int(d["tree_size"]), base64.b64decode(d["root_hash"]), str(d["timestamp"]), base64.b64decode(d["signature"]))
+
+
+def head_bytes(size: int, root: bytes, timestamp: str) -> bytes:
+    return f"commonground-tree-head\n{size}\n{base64.b64encode(root).decode()}\n{timestamp}\n".encode()
+
+
+def _tree(deps: Deps) -> MerkleTree:
+    """The in-process tree, extended with entries appended since it was last read."""
+    tree: MerkleTree = deps.caches.setdefault("merkle", MerkleTree())
+    with deps.store.read() as conn:
+        new = [h for _, h, _ in deps.store.entries(conn, start=len(tree))]
+    tree.extend(new)
+    return tree
+
+
+def signed_head(deps: Deps) -> TreeHead:
+    tree = _tree(deps)
+    cached: TreeHead | None = deps.caches.get("head")
+    if cached and cached.tree_size == len(tree):
+        return cached
+    root = tree.root()
+    stamp = deps.now().isoformat()
+    head = TreeHead(len(tree), root, stamp, deps.signer.sign(head_bytes(len(tree), root, stamp)))
+    deps.caches["head"] = head
+    return head
+
+
+def inclusion(deps: Deps, index: int) -> dict[str, Any]:
+    head = signed_head(deps)
+    tree = _tree(deps)
+    if not 0 <= index < head.tree_size:
+        from ..domain.errors import NotFound
+        raise NotFound(f"no ledger entry {index}")
+    with deps.store.read() as conn:
+        (_, _, entry), = deps.store.entries(conn, start=index, limit=1)
+    proof = tree.inclusion_proof(index, head.tree_size)
+    return {"index": index, "entry": entry, "proof": [base64.b64encode(p).decode() for p in proof],
+            "tree_head": head.to_dict(), "public_key": deps.signer.public_key_pem().decode()}
+
+
+def verify_proof_offline(bundle: dict[str, Any], public_key_pem: bytes) -> None:
+    """Check an entry, its proof and a tree head with nothing but the public key."""
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+    head = TreeHead.from_dict(bundle["tree_head"])
+    key = load_pem_public_key(public_key_pem)
+    try:
+        key.verify(head.signature, head.signed_bytes())  # type: ignore[call-arg]
+    except Exception:
+        raise ProofError("tree head signature does not verify with this public key") from None
+    verify_inclusion(leaf_hash(bundle["entry"].encode()), int(bundle["index"]), head.tree_size,
+                     [base64.b64decode(p) for p in bundle["proof"]], head.root_hash)
+
+
+def consistency(deps: Deps, old_size: int) -> dict[str, Any]:
+    head = signed_head(deps)
+    tree = _tree(deps)
+    proof = tree.consistency_proof(old_size, head.tree_size) if 0 < old_size <= head.tree_size else []
+    return {"old_size": old_size, "proof": [base64.b64encode(p).decode() for p in proof], "tree_head": head.to_dict()}
+
+
+def check_witness(old: TreeHead, new: TreeHead, proof: list[bytes]) -> None:
+    """A client's check that the log it saw before is a prefix of the log it sees now."""
+    if new.tree_size < old.tree_size:
+        raise ProofError(f"log shrank from {old.tree_size} to {new.tree_size} entries")
+    if old.tree_size == 0:
+        return
+    verify_consistency(old.tree_size, new.tree_size, proof, old.root_hash, new.root_hash)
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    entries: int
+    ok: bool
+    first_bad_index: int | None
+    problem: str | None
+    root_hash: str
+
+
+def verify(deps: Deps) -> VerifyReport:
+    """Recompute every leaf from the stored entry and the root; name the first bad index."""
+    with deps.store.read() as conn:
+        rows = deps.store.entries(conn)
+    hashes = []
+    for expected, (idx, stored_hash, entry) in enumerate(rows):
+        problem = None
+        if idx != expected:
+            problem = f"entry index {idx} found where {expected} was expected (deleted or inserted entry)"
+        elif leaf_hash(entry.encode()) != stored_hash:
+            problem = "stored leaf hash does not match the entry (modified entry)"
+        else:
+            try:
+                if json.loads(entry).get("index") != idx:
+                    problem = "entry records a different index (reordered entry)"
+            except ValueError:
+                problem = "entry is not JSON"
+        if problem:
+            return VerifyReport(len(rows), False, expected, problem, "")
+        hashes.append(stored_hash)
+    tree = MerkleTree(hashes)
+    root = tree.root()
+    head: TreeHead | None = deps.caches.get("head")
+    if head is not None and head.tree_size <= len(rows) and tree.root(head.tree_size) != head.root_hash:
+        return VerifyReport(len(rows), False, None, "the last signed tree head no longer matches the log", root.hex())
+    return VerifyReport(len(rows), True, None, None, root.hex())
+
+
+def log(deps: Deps, start: int = 0, limit: int = 50) -> list[dict[str, Any]]:
+    with deps.store.read() as conn:
+        return [json.loads(e) for _, _, e in deps.store.entries(conn, start=start, limit=limit)]

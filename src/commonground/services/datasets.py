@@ -1,0 +1,93 @@
+"""Datasets: immutable versions with a SHA-256 commitment, visible only to who may see them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from ..domain.errors import NotFound
+from ..domain.names import check_name
+from ..domain.records import DatasetVersion
+from ..domain.schema import DatasetSchema, parse_schema
+from .agreements import agreements_in_force
+from .deps import Deps
+from .parties import require_party
+
+
+def add_dataset(deps: Deps, owner: str, name: str, source: Path, schema_doc: Any | None = None,
+                progress: Callable[[float], None] | None = None) -> tuple[DatasetVersion, tuple[str, ...]]:
+    """Ingest a file as the next version of owner.name; returns the version and any warnings."""
+    check_name("dataset", name)
+    schema = parse_schema(schema_doc) if schema_doc is not None else None
+    with deps.store.read() as conn:
+        require_party(deps, conn, owner)
+        version = len(deps.store.versions(conn, owner, name)) + 1
+    file_id = deps.new_id()
+    dest = deps.home / "data" / owner / name / f"v{version}-{file_id}.parquet"
+    ingested, schema = deps.ingest.ingest(Path(source), schema, dest, progress)
+    try:
+        with deps.store.transaction() as conn:
+            party = require_party(deps, conn, owner)
+            dataset_id = deps.store.dataset_id(conn, party.id, name)
+            if dataset_id is None:
+                dataset_id = deps.new_id()
+                deps.store.insert_dataset(conn, dataset_id, party.id, name, deps.now())
+            record = DatasetVersion(
+                file_id, owner, name, version, str(dest.relative_to(deps.home)), ingested.sha256, ingested.rows,
+                ingested.bytes, schema, ingested.distinct_subjects, ingested.max_rows_per_subject, deps.now())
+            deps.store.insert_version(conn, record, dataset_id)
+            deps.store.append_entry(conn, {
+                "event": "dataset.version_added", "party": owner, "dataset": f"{owner}.{name}", "version": version,
+                "sha256": ingested.sha256, "rows": ingested.rows, "columns": schema.to_dict()["columns"],
+                "at": record.created_at})
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
+    return record, schema.warnings
+
+
+def visible_versions(deps: Deps, conn, party: str) -> dict[str, DatasetVersion]:
+    """Latest version of each dataset the party may name: its own and those granted to it."""
+    latest: dict[str, DatasetVersion] = {}
+    granted = {g.dataset for a in agreements_in_force(deps, conn, party) for g in a.terms.datasets}
+    for v in deps.store.versions(conn):
+        if v.owner == party or v.key in granted:
+            latest[v.key] = v
+    return latest
+
+
+def list_datasets(deps: Deps, party: str) -> list[DatasetVersion]:
+    with deps.store.read() as conn:
+        require_party(deps, conn, party)
+        return list(visible_versions(deps, conn, party).values())
+
+
+def show_dataset(deps: Deps, party: str, ref: str) -> tuple[DatasetVersion, list[DatasetVersion]]:
+    """Latest version and history of a dataset; `ref` is owner.name or a name of the party's own."""
+    owner, _, name = ref.partition(".") if "." in ref else (party, "", ref)
+    with deps.store.read() as conn:
+        require_party(deps, conn, party)
+        visible = visible_versions(deps, conn, party)
+        key = f"{owner}.{name}"
+        if key not in visible:
+            raise NotFound(f"no dataset {key} is available to you")
+        history = deps.store.versions(conn, owner, name) if owner == party else [visible[key]]
+    return visible[key], history
+
+
+def dataset_summary(v: DatasetVersion, history: list[DatasetVersion] | None = None, own: bool = True) -> dict[str, Any]:
+    """What `dataset show --json` and the API return. Others see their grant, not the file."""
+    schema: DatasetSchema = v.schema
+    out: dict[str, Any] = {
+        "id": v.id, "dataset": v.key, "owner": v.owner, "name": v.name, "rows": v.rows,
+        "columns": [{"name": c.name, "type": c.type.value, "role": c.role.value, "category": c.category} for c in schema.columns],
+        "version": v.version, "sha256": v.sha256,
+        "versions": [{"version": h.version, "sha256": h.sha256, "rows": h.rows, "bytes": h.bytes,
+                      "created_at": h.created_at.isoformat()} for h in (history or [v])],
+    }
+    if own:
+        out["subjects"] = v.distinct_subjects
+        out["max_rows_per_subject"] = v.max_rows_per_subject
+        if schema.consent.value != "none":
+            out["consent"] = schema.consent.value
+    return out

@@ -1,0 +1,82 @@
+"""Parties and their API tokens."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from ..domain.errors import BadInput, Conflict, NotFound, Unauthenticated
+from ..domain.names import check_name
+from ..domain.records import Party, PartyKind, TokenRecord
+from .deps import Deps
+from .tokens import token_digest
+
+
+def add_party(deps: Deps, name: str, kind: str = "organization") -> Party:
+    check_name("party", name)
+    try:
+        kind = PartyKind(kind).value
+    except ValueError:
+        raise BadInput(f"unknown party kind {kind!r} (use organization or individual)") from None
+    with deps.store.transaction() as conn:
+        if deps.store.party_by_name(conn, name):
+            raise Conflict(f"party {name!r} already exists")
+        party = Party(deps.new_id(), name, kind, deps.now())
+        deps.store.insert_party(conn, party)
+        deps.store.append_entry(conn, {"event": "party.added", "party": name, "kind": kind, "at": party.created_at})
+    return party
+
+
+def list_parties(deps: Deps) -> list[Party]:
+    with deps.store.read() as conn:
+        return deps.store.parties(conn)
+
+
+def require_party(deps: Deps, conn, name: str) -> Party:
+    party = deps.store.party_by_name(conn, name)
+    if party is None:
+        raise BadInput(f"unknown party {name!r}")
+    return party
+
+
+def create_token(deps: Deps, party_name: str, ttl_days: int | None = None) -> tuple[TokenRecord, str]:
+    """A new bearer token: 256 random bits, shown once, stored only as its SHA-256."""
+    if ttl_days is not None and ttl_days <= 0:
+        raise BadInput("--ttl-days must be positive")
+    secret = deps.new_secret()
+    now = deps.now()
+    with deps.store.transaction() as conn:
+        party = require_party(deps, conn, party_name)
+        expires = now + dt.timedelta(days=ttl_days) if ttl_days else None
+        record = TokenRecord(deps.new_id(), party.id, now, expires)
+        deps.store.insert_token(conn, record, token_digest(secret))
+        deps.store.append_entry(conn, {"event": "token.created", "party": party_name, "token_id": record.id,
+                                       "expires_at": expires, "at": now})
+    return record, secret
+
+
+def revoke_token(deps: Deps, party_name: str, token_id: str) -> None:
+    now = deps.now()
+    with deps.store.transaction() as conn:
+        party = require_party(deps, conn, party_name)
+        if not deps.store.revoke_token(conn, token_id, party.id, now):
+            raise NotFound(f"no active token {token_id} for {party_name}")
+        deps.store.append_entry(conn, {"event": "token.revoked", "party": party_name, "token_id": token_id, "at": now})
+
+
+def list_tokens(deps: Deps, party_name: str) -> list[TokenRecord]:
+    with deps.store.read() as conn:
+        party = require_party(deps, conn, party_name)
+        return deps.store.tokens_of(conn, party.id)
+
+
+def authenticate(deps: Deps, secret: str | None) -> Party:
+    """The party behind a bearer token; the same error whatever is wrong with it."""
+    if not secret:
+        raise Unauthenticated("missing bearer token")
+    with deps.store.read() as conn:
+        found = deps.store.token_by_digest(conn, token_digest(secret))
+        if found is None or not found[0].usable(deps.now()):
+            raise Unauthenticated("invalid, expired or revoked token")
+        party = deps.store.party_by_name(conn, found[1])
+    assert party is not None
+    return party
