@@ -106,6 +106,17 @@ class SqlStore:
             q = q.where(t.ledger_entries.c.idx < upto)
         return [bytes(r[0]) for r in conn.execute(q)]
 
+    def insert_tree_head(self, conn: sa.Connection, size: int, root: bytes, timestamp, signature: bytes) -> None:
+        conn.execute(t.tree_heads.insert().values(tree_size=size, root_hash=root, timestamp=timestamp, signature=signature))
+
+    def tree_heads(self, conn: sa.Connection) -> list[tuple[int, bytes, Any, bytes]]:
+        rows = conn.execute(sa.select(t.tree_heads).order_by(t.tree_heads.c.tree_size))
+        return [(int(r.tree_size), bytes(r.root_hash), r.timestamp, bytes(r.signature)) for r in rows]
+
+    def latest_tree_head(self, conn: sa.Connection) -> tuple[int, bytes, Any, bytes] | None:
+        r = conn.execute(sa.select(t.tree_heads).order_by(t.tree_heads.c.tree_size.desc()).limit(1)).first()
+        return (int(r.tree_size), bytes(r.root_hash), r.timestamp, bytes(r.signature)) if r else None
+
     def entries(self, conn: sa.Connection, start: int = 0, limit: int | None = None) -> list[tuple[int, bytes, str]]:
         q = sa.select(t.ledger_entries).where(t.ledger_entries.c.idx >= start).order_by(t.ledger_entries.c.idx)
         if limit is not None:

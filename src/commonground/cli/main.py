@@ -44,6 +44,7 @@ AsOpt = typer.Option(..., "--as", help="The party acting.")
 
 class _State:
     home: Optional[str] = None
+    deps: Optional[Deps] = None
 
 
 state = _State()
@@ -56,6 +57,7 @@ def _main(home: Optional[str] = typer.Option(None, "--home", help="Store directo
 
 def _deps(initialised: bool = True) -> Deps:
     deps = bootstrap.build(bootstrap.Settings.from_env(state.home))
+    state.deps = deps
     return bootstrap.open_store(deps) if initialised else deps
 
 
@@ -64,12 +66,23 @@ def command(parent: typer.Typer, name: str | None = None) -> Callable:
     def wrap(fn: Callable) -> Callable:
         @functools.wraps(fn)
         def run(*args: Any, **kwargs: Any) -> None:
+            state.deps = None
             try:
                 fn(*args, **kwargs)
             except CommongroundError as e:
                 raise typer.Exit(fail(e, bool(kwargs.get("json_out")))) from None
+            finally:
+                _sign_head()
         return parent.command(name)(run)
     return wrap
+
+
+def _sign_head() -> None:
+    """Sign a tree head after each command, so a later truncation of the log is detectable."""
+    deps = state.deps
+    if deps is not None and deps.home.exists() and deps.store.is_initialised():
+        audit_svc.signed_head(deps)
+        deps.store.dispose()
 
 
 def _read_yaml(path: Path, what: str) -> Any:

@@ -11,8 +11,8 @@ from rich.table import Table
 
 from ..domain.errors import CommongroundError, Refused
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def emit(data: Any, as_json: bool, human: Callable[[], None] | None = None) -> None:

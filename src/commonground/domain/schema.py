@@ -113,7 +113,7 @@ class DatasetSchema:
         return None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"columns": {c.name: c.to_dict() for c in self.columns}}
+        out: dict[str, Any] = {"columns": {c.name: c.to_dict() for c in self.columns if c.name != self.row_id}}
         if self.consent is not ConsentMode.NONE:
             out["consent"] = self.consent.value
             out["consent_purposes"] = list(self.consent_purposes)

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from ..domain.errors import NotFound
 from ..domain.merkle import MerkleTree, ProofError, leaf_hash, verify_consistency, verify_inclusion
 from .deps import Deps
 
@@ -43,14 +48,27 @@ def _tree(deps: Deps) -> MerkleTree:
     return tree
 
 
+def _stamp(moment: dt.datetime) -> str:
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def signed_head(deps: Deps) -> TreeHead:
+    """The head for the log as it is now; a new size is signed once and kept (append-only)."""
     tree = _tree(deps)
     cached: TreeHead | None = deps.caches.get("head")
     if cached and cached.tree_size == len(tree):
         return cached
-    root = tree.root()
-    stamp = deps.now().isoformat()
-    head = TreeHead(len(tree), root, stamp, deps.signer.sign(head_bytes(len(tree), root, stamp)))
+    with deps.store.transaction() as conn:
+        latest = deps.store.latest_tree_head(conn)
+        if latest and latest[0] == len(tree):
+            head = TreeHead(latest[0], latest[1], _stamp(latest[2]), latest[3])
+        else:
+            now = deps.now()
+            root = tree.root()
+            head = TreeHead(len(tree), root, _stamp(now), deps.signer.sign(head_bytes(len(tree), root, _stamp(now))))
+            if not latest or latest[0] < len(tree):
+                deps.store.insert_tree_head(conn, head.tree_size, root, now, head.signature)
     deps.caches["head"] = head
     return head
 
@@ -59,7 +77,6 @@ def inclusion(deps: Deps, index: int) -> dict[str, Any]:
     head = signed_head(deps)
     tree = _tree(deps)
     if not 0 <= index < head.tree_size:
-        from ..domain.errors import NotFound
         raise NotFound(f"no ledger entry {index}")
     with deps.store.read() as conn:
         (_, _, entry), = deps.store.entries(conn, start=index, limit=1)
@@ -70,7 +87,6 @@ def inclusion(deps: Deps, index: int) -> dict[str, Any]:
 
 def verify_proof_offline(bundle: dict[str, Any], public_key_pem: bytes) -> None:
     """Check an entry, its proof and a tree head with nothing but the public key."""
-    from cryptography.hazmat.primitives.serialization import load_pem_public_key
     head = TreeHead.from_dict(bundle["tree_head"])
     key = load_pem_public_key(public_key_pem)
     try:
@@ -128,10 +144,29 @@ def verify(deps: Deps) -> VerifyReport:
         hashes.append(stored_hash)
     tree = MerkleTree(hashes)
     root = tree.root()
-    head: TreeHead | None = deps.caches.get("head")
-    if head is not None and head.tree_size <= len(rows) and tree.root(head.tree_size) != head.root_hash:
-        return VerifyReport(len(rows), False, None, "the last signed tree head no longer matches the log", root.hex())
+    with deps.store.read() as conn:
+        heads = deps.store.tree_heads(conn)
+    public = load_pem_public_key(deps.signer.public_key_pem())
+    for size, head_root, stamp, signature in heads:
+        try:
+            public.verify(signature, head_bytes(size, head_root, _stamp(stamp)))  # type: ignore[call-arg]
+        except InvalidSignature:
+            return VerifyReport(len(rows), False, None, f"signed tree head for size {size} has a bad signature", root.hex())
+        if size > len(rows):
+            return VerifyReport(len(rows), False, len(rows), f"log truncated: a signed tree head covers {size} entries", root.hex())
+        if tree.root(size) != head_root:
+            return VerifyReport(len(rows), False, _first_divergence(tree, heads, size), f"log no longer matches the signed tree head for size {size}", root.hex())
     return VerifyReport(len(rows), True, None, None, root.hex())
+
+
+def _first_divergence(tree: MerkleTree, heads, size: int) -> int | None:
+    """The smallest signed size whose root changed bounds where history was rewritten."""
+    previous = 0
+    for s, head_root, _, _ in heads:
+        if s <= len(tree) and tree.root(s) != head_root:
+            return previous
+        previous = s
+    return None
 
 
 def log(deps: Deps, start: int = 0, limit: int = 50) -> list[dict[str, Any]]:
