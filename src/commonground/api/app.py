@@ -84,9 +84,9 @@ def create_app(deps: Deps) -> FastAPI:
         return dataset_svc.dataset_summary(version, history, own=owner == party.name)
 
     @app.post("/v1/datasets/{name}", status_code=201)
-    async def upload(name: str, file: UploadFile = File(...), schema: Optional[str] = Form(None),
+    async def upload(name: str, file: UploadFile = File(...), schema_yaml: Optional[str] = Form(None, alias="schema"),
                      party: Party = Depends(caller)) -> dict[str, Any]:
-        schema_doc = agreement_svc.load_yaml(schema, "schema") if schema else None
+        schema_doc = agreement_svc.load_yaml(schema_yaml, "schema") if schema_yaml else None
         suffix = Path(file.filename or "upload.csv").suffix.lower() or ".csv"
         limit = deps.ingest.max_bytes  # type: ignore[attr-defined]
         tmp_dir = deps.home / "tmp"
