@@ -26,7 +26,7 @@ def hmac_sql(key: bytes, value_sql: str) -> str:
         raise ValueError("pseudonym keys are at most 64 bytes")
     ipad = bytes(b ^ 0x36 for b in block).hex()
     opad = bytes(b ^ 0x5C for b in block).hex()
-    inner = f"unhex(sha256(unhex('{ipad}') || CAST(CAST({value_sql} AS VARCHAR) AS BLOB)))"
+    inner = f"unhex(sha256(unhex('{ipad}') || encode(CAST({value_sql} AS VARCHAR))))"
     return f"sha256(unhex('{opad}') || {inner})"
 
 
@@ -50,6 +50,8 @@ def apply(transform: Transform, column: exp.Expression, agreement_id: str) -> ex
         return exp.cast(exp.func("date_trunc", exp.Literal.string(transform.to or "month"), column), "DATE")
     if kind is TransformKind.BUCKET:
         width = transform.width or 1
-        width_lit = exp.Literal.number(int(width) if float(width).is_integer() else width)
-        return exp.Mul(this=exp.Floor(this=exp.Div(this=column, expression=width_lit.copy())), expression=width_lit)
+        integral = float(width).is_integer()
+        width_lit = exp.Literal.number(int(width) if integral else width)
+        lower = exp.Mul(this=exp.Floor(this=exp.Div(this=column, expression=width_lit.copy())), expression=width_lit)
+        return exp.cast(lower, "BIGINT") if integral else lower
     raise ValueError(f"transform {kind.value} has no SQL form")
