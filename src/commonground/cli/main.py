@@ -20,6 +20,7 @@ from ..services import audit as audit_svc
 from ..services import datasets as dataset_svc
 from ..services import parties as party_svc
 from ..services import queries as query_svc
+from ..services import reports as report_svc
 from ..services.deps import Deps
 from .output import emit, fail, out, table
 
@@ -31,12 +32,14 @@ dataset_app = typer.Typer(help="Datasets and their immutable versions.", no_args
 agreement_app = typer.Typer(help="Agreements: propose, accept, revoke.", no_args_is_help=True)
 template_app = typer.Typer(help="Reusable agreement templates.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident ledger.", no_args_is_help=True)
+report_app = typer.Typer(help="Activity and the data balance sheet.", no_args_is_help=True)
 app.add_typer(party_app, name="party")
 app.add_typer(token_app, name="token")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(agreement_app, name="agreement")
 agreement_app.add_typer(template_app, name="template")
 app.add_typer(audit_app, name="audit")
+app.add_typer(report_app, name="report")
 
 JsonOpt = typer.Option(False, "--json", help="Machine-readable output.")
 AsOpt = typer.Option(..., "--as", help="The party acting.")
@@ -350,6 +353,40 @@ def audit_verify_proof(bundle: Path, public_key: Path = typer.Option(..., "--pub
         emit({"ok": False, "problem": str(e)}, json_out, lambda: out.print(f"proof does NOT verify: {e}"))
         raise typer.Exit(1)
     emit({"ok": True}, json_out, lambda: out.print("proof verifies"))
+
+
+# -- reports ------------------------------------------------------------------------------
+
+@command(report_app, "activity")
+def report_activity(party: str = typer.Option(..., "--party"), since: Optional[str] = typer.Option(None, "--since", help="ISO date or time."),
+                    json_out: bool = JsonOpt) -> None:
+    """What the ledger says a party did."""
+    import datetime as dt
+    try:
+        moment = dt.datetime.fromisoformat(since) if since else None
+    except ValueError:
+        raise BadInput(f"--since {since!r} is not an ISO date or time") from None
+    data = report_svc.activity(_deps(), party, moment)
+
+    def human() -> None:
+        table(f"activity of {party}", ["event", "count"], [[k, v] for k, v in data["events"].items()])
+        q = data["queries"]
+        out.print(f"queries: {q['allowed']} allowed, {q['refused']} refused, {q['rows_returned']} rows returned, "
+                  f"{q['groups_suppressed']} groups suppressed")
+    emit(data, json_out, human)
+
+
+@command(report_app, "balance")
+def report_balance(a: str, b: str, json_out: bool = JsonOpt) -> None:
+    """The data balance sheet between two parties: who shares what with whom, and how much is used."""
+    data = report_svc.balance(_deps(), a, b)
+
+    def human() -> None:
+        table(f"data balance {a} <-> {b}", ["direction", "datasets", "fields", "categories", "modes", "queries", "rows out", "subjects"],
+              [[f"{d['from']} -> {d['to']}", ", ".join(d["datasets"]) or "-", d["fields_shared"],
+                len({c for v in d["datasets"].values() for c in v["categories"]}), ", ".join(d["access_modes"]) or "-",
+                d["queries_run"], d["rows_returned"], d["subjects_covered"]] for d in data["directions"]])
+    emit(data, json_out, human)
 
 
 # -- serve and demo -----------------------------------------------------------------------

@@ -1,0 +1,127 @@
+"""`commonground.Client`: the HTTP API from Python, with the ledger witness built in.
+
+Every response carries the store's latest signed tree head. The client pins the store's public
+key on first use, checks each head's signature, and asks for a consistency proof from the last
+head it saw to the new one: if the operator rewrote history, `LedgerRewritten` is raised.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import httpx
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from .domain.merkle import ProofError, verify_consistency
+
+TREE_HEAD_HEADER = "X-Commonground-Tree-Head"
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, body: Any):
+        self.status = status
+        self.body = body
+        reasons = body.get("reasons") if isinstance(body, dict) else None
+        super().__init__(f"HTTP {status}: {reasons or (body.get('message') if isinstance(body, dict) else body)}")
+
+
+class LedgerRewritten(Exception):
+    """The store showed a tree head that does not extend the one this client saw before."""
+
+
+def _head_bytes(head: dict[str, Any]) -> bytes:
+    return f"commonground-tree-head\n{head['tree_size']}\n{head['root_hash']}\n{head['timestamp']}\n".encode()
+
+
+class Client:
+    def __init__(self, base_url: str = "http://127.0.0.1:8000", token: Optional[str] = None,
+                 http: Optional[httpx.Client] = None, public_key_pem: Optional[bytes] = None):
+        self.http = http or httpx.Client(base_url=base_url, timeout=300)
+        self.token = token
+        self._public_key = load_pem_public_key(public_key_pem) if public_key_pem else None
+        self.last_head: Optional[dict[str, Any]] = None
+
+    # -- plumbing -------------------------------------------------------------------------
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        headers = kwargs.pop("headers", {})
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        response = self.http.request(method, path, headers=headers, **kwargs)
+        if TREE_HEAD_HEADER in response.headers and not path.startswith("/v1/audit/"):
+            self._witness(json.loads(response.headers[TREE_HEAD_HEADER]))
+        try:
+            body = response.json()
+        except ValueError:
+            body = response.text
+        if response.status_code >= 400:
+            raise ApiError(response.status_code, body)
+        return body
+
+    def _key(self):
+        if self._public_key is None:
+            pem = self.http.get("/v1/audit/public-key").json()["public_key"].encode()
+            self._public_key = load_pem_public_key(pem)
+        return self._public_key
+
+    def _witness(self, head: dict[str, Any]) -> None:
+        try:
+            self._key().verify(base64.b64decode(head["signature"]), _head_bytes(head))
+        except InvalidSignature:
+            raise LedgerRewritten("tree head signature does not verify with the pinned public key") from None
+        old = self.last_head
+        if old is not None and old["tree_size"] > 0:
+            if head["tree_size"] < old["tree_size"]:
+                raise LedgerRewritten(f"log shrank from {old['tree_size']} to {head['tree_size']} entries")
+            proof = self.http.get("/v1/audit/consistency", params={"old_size": old["tree_size"]}).json()
+            if proof["tree_head"]["tree_size"] != head["tree_size"]:
+                head = proof["tree_head"]  # the log grew between the two calls; check against the newer head
+                self._key().verify(base64.b64decode(head["signature"]), _head_bytes(head))
+            try:
+                verify_consistency(old["tree_size"], head["tree_size"], [base64.b64decode(p) for p in proof["proof"]],
+                                   base64.b64decode(old["root_hash"]), base64.b64decode(head["root_hash"]))
+            except ProofError as e:
+                raise LedgerRewritten(f"the log is not an extension of the one seen before: {e}") from None
+        self.last_head = head
+
+    # -- the API --------------------------------------------------------------------------
+    def me(self) -> dict[str, Any]:
+        return self._request("GET", "/v1/me")
+
+    def datasets(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/v1/datasets")
+
+    def dataset(self, owner: str, name: str) -> dict[str, Any]:
+        return self._request("GET", f"/v1/datasets/{owner}/{name}")
+
+    def upload(self, name: str, path: Path | str, schema: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+        path = Path(path)
+        with open(path, "rb") as f:
+            data = {"schema": json.dumps(schema)} if schema else None
+            return self._request("POST", f"/v1/datasets/{name}", files={"file": (path.name, f)}, data=data)
+
+    def agreements(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/v1/agreements")
+
+    def agreement(self, agreement_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/v1/agreements/{agreement_id}")
+
+    def propose(self, document: Optional[dict[str, Any]] = None, *, template: Optional[str] = None,
+                params: Optional[dict[str, str]] = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"template": template, "params": params or {}} if template else {"document": document}
+        return self._request("POST", "/v1/agreements", json=body)
+
+    def accept(self, agreement_id: str) -> dict[str, Any]:
+        return self._request("POST", f"/v1/agreements/{agreement_id}/accept")
+
+    def revoke(self, agreement_id: str) -> dict[str, Any]:
+        return self._request("POST", f"/v1/agreements/{agreement_id}/revoke")
+
+    def query(self, sql: str, purpose: str, explain: bool = False) -> dict[str, Any]:
+        return self._request("POST", "/v1/query", json={"sql": sql, "purpose": purpose, "explain": explain})
+
+    def proof(self, index: int) -> dict[str, Any]:
+        return self._request("GET", f"/v1/audit/proof/{index}")

@@ -1,0 +1,89 @@
+"""The Python SDK end to end (with its ledger witness), and the activity and balance reports."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from commonground import Client, bootstrap
+from commonground.adapters import tables as t
+from commonground.api.app import create_app
+from commonground.client import ApiError, LedgerRewritten
+from commonground.domain.merkle import leaf_hash
+from commonground.services import parties as party_svc
+from commonground.services import reports as report_svc
+
+from .data import PURCHASES_SCHEMA, agreement, write_brand, write_purchases
+from .data import BRAND_SCHEMA
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.delenv("COMMONGROUND_DATABASE_URL", raising=False)
+    settings = bootstrap.Settings.from_env(tmp_path / "home")
+    deps = bootstrap.build(settings)
+    bootstrap.init_store(deps)
+    tokens = {n: (party_svc.add_party(deps, n), party_svc.create_token(deps, n)[1])[1] for n in ("retailer", "brand")}
+    yield settings, deps, tokens, tmp_path
+    deps.store.dispose()
+
+
+def _client(deps, token) -> Client:
+    return Client(token=token, http=TestClient(create_app(deps)))
+
+
+def test_sdk_covers_the_partnership_journey(store):
+    _, deps, tokens, tmp_path = store
+    retailer, brand = _client(deps, tokens["retailer"]), _client(deps, tokens["brand"])
+    data, _ = write_purchases(tmp_path / "in")
+    assert retailer.upload("purchases", data, PURCHASES_SCHEMA)["rows"] == 120
+    bdata, _ = write_brand(tmp_path / "in")
+    brand.upload("customers", bdata, BRAND_SCHEMA)
+    made = retailer.propose(agreement(k=5))
+    assert brand.accept(made["id"])["status"] == "active"
+    result = brand.query("SELECT b.tier, COUNT(DISTINCT p.customer_id) AS people FROM retailer.purchases p "
+                         "JOIN brand.customers b ON p.customer_id = b.customer_id GROUP BY b.tier ORDER BY 1",
+                         "analytics.reporting")
+    assert result["rows"] == [["gold", 20], ["silver", 20]]
+    with pytest.raises(ApiError) as refused:
+        brand.query("SELECT email FROM retailer.purchases", "analytics.reporting")
+    assert refused.value.status == 403 and refused.value.body["error"] == "refused"
+    assert brand.last_head is not None and brand.last_head["tree_size"] >= 8
+
+
+def test_witness_detects_a_rewritten_log(store):
+    settings, deps, tokens, _ = store
+    brand = _client(deps, tokens["brand"])
+    brand.me()
+    seen = brand.last_head["tree_size"]
+    # The operator rewrites an old entry and its hash, then restarts the server.
+    with deps.store.engine.begin() as conn:
+        entry = conn.execute(t.ledger_entries.select().where(t.ledger_entries.c.idx == 0)).first().entry
+        forged = entry.replace("retailer", "mallory")
+        conn.execute(t.ledger_entries.update().where(t.ledger_entries.c.idx == 0)
+                     .values(entry=forged, leaf_hash=leaf_hash(forged.encode())))
+    restarted = bootstrap.build(settings)
+    party_svc.add_party(restarted, "newcomer")
+    brand.http = TestClient(create_app(restarted))
+    with pytest.raises(LedgerRewritten):
+        brand.me()
+    assert brand.last_head["tree_size"] == seen
+
+
+def test_balance_sheet_shows_the_asymmetry(store):
+    _, deps, tokens, tmp_path = store
+    retailer, brand = _client(deps, tokens["retailer"]), _client(deps, tokens["brand"])
+    data, _ = write_purchases(tmp_path / "in")
+    retailer.upload("purchases", data, PURCHASES_SCHEMA)
+    brand.accept(retailer.propose(agreement(k=5))["id"])
+    brand.query("SELECT segment, COUNT(*) FROM retailer.purchases GROUP BY segment", "analytics.reporting")
+    sheet = report_svc.balance(deps, "retailer", "brand")
+    out, back = sheet["directions"]
+    assert out["from"] == "retailer" and out["queries_run"] == 1 and out["rows_returned"] == 3
+    assert out["datasets"]["retailer.purchases"]["fields"] == {
+        "customer_id": "hash", "zip": "generalize", "age": "bucket", "segment": "raw", "spend": "raw"}
+    assert "user.financial" in out["datasets"]["retailer.purchases"]["categories"]
+    assert out["subjects_covered"] == 60 and out["access_modes"] == ["join"]
+    assert back["datasets"] == {} and back["queries_run"] == 0
+    activity = report_svc.activity(deps, "brand")
+    assert activity["queries"]["allowed"] == 1 and activity["events"]["agreement.accepted"] == 1
