@@ -168,3 +168,26 @@ def test_every_query_is_on_the_ledger_without_values(partners):
     assert "p1@example.org" not in raw and "C0001" not in raw  # no data values, ever
     _, verified, _ = cli("audit", "verify", "--json")
     assert verified["ok"] and verified["entries"] == len(log)
+
+
+def test_unknown_purposes_and_categories_get_suggestions(partners):
+    cli, tmp_path, _ = partners
+    _, _, out = cli("query", "--as", "brand", "--purpose", "analytics.reportin", "SELECT 1", expect=2)
+    assert "did you mean analytics.reporting" in out
+    doc = {**agreement(), "purposes": ["marketing.advertisin"]}
+    _, _, out = cli("agreement", "propose", "--as", "retailer", write_yaml(tmp_path / "a.yaml", doc), expect=2)
+    assert "unknown purpose 'marketing.advertisin'" in out and "marketing.advertising" in out
+    cli("vocabulary", "add", "--as", "retailer", "--kind", "purpose", "research.loyalty_study")
+    _, entries, _ = cli("vocabulary", "list", "--kind", "purpose", "--json")
+    assert {"kind": "purpose", "name": "research.loyalty_study", "source": "store"} in entries
+    assert {"kind": "purpose", "name": "analytics.reporting", "source": "fideslang"} in entries
+    doc = {**agreement(), "purposes": ["research.loyalty_study"]}
+    cli("agreement", "propose", "--as", "retailer", write_yaml(tmp_path / "b.yaml", doc))
+
+
+def test_schema_categories_are_checked(cli, tmp_path):
+    cli("party", "add", "retailer")
+    data, schema = write_purchases(tmp_path / "in")
+    schema.write_text(schema.read_text().replace("user.contact.email", "user.contact.emial"))
+    _, _, out = cli("dataset", "add", "--as", "retailer", "purchases", data, "--schema", schema, expect=2)
+    assert "'email'" in out and "did you mean user.contact.email" in out

@@ -108,6 +108,14 @@ class Repository:
         return [AgreementState(r.id, r.version, parse_agreement(json.loads(r.terms_json)), AgreementStatus(r.status),
                                frozenset(sigs.get(r.id, set())), bytes(r.hash_key)) for r in rows]
 
+    # -- vocabulary -----------------------------------------------------------------------
+    def vocabulary_entries(self, conn: sa.Connection) -> list[tuple[str, str, str]]:
+        rows = conn.execute(sa.select(t.vocabulary_entries).order_by(t.vocabulary_entries.c.kind, t.vocabulary_entries.c.name))
+        return [(r.kind, r.name, r.description) for r in rows]
+
+    def insert_vocabulary_entry(self, conn: sa.Connection, kind: str, name: str, description: str, when: dt.datetime) -> None:
+        conn.execute(t.vocabulary_entries.insert().values(kind=kind, name=name, description=description, created_at=when))
+
     # -- templates ------------------------------------------------------------------------
     def insert_template(self, conn: sa.Connection, template_id: str, owner_id: str, name: str, text: str, when: dt.datetime) -> None:
         conn.execute(t.templates.insert().values(id=template_id, owner_id=owner_id, name=name, text=text, created_at=when))

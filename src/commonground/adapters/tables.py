@@ -99,3 +99,11 @@ tree_heads = Table(
     Column("timestamp", DateTime(timezone=True), nullable=False),
     Column("signature", LargeBinary, nullable=False),
 )
+
+vocabulary_entries = Table(
+    "vocabulary_entries", metadata,
+    Column("kind", String(16), primary_key=True),
+    Column("name", String(200), primary_key=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

@@ -21,6 +21,7 @@ from ..services import datasets as dataset_svc
 from ..services import parties as party_svc
 from ..services import queries as query_svc
 from ..services import reports as report_svc
+from ..services import vocabulary as vocabulary_svc
 from ..services.deps import Deps
 from .output import emit, fail, out, table
 
@@ -32,6 +33,7 @@ dataset_app = typer.Typer(help="Datasets and their immutable versions.", no_args
 agreement_app = typer.Typer(help="Agreements: propose, accept, revoke.", no_args_is_help=True)
 template_app = typer.Typer(help="Reusable agreement templates.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident ledger.", no_args_is_help=True)
+vocabulary_app = typer.Typer(help="Purposes, data categories and subject kinds (Fideslang + the store's own).", no_args_is_help=True)
 report_app = typer.Typer(help="Activity and the data balance sheet.", no_args_is_help=True)
 app.add_typer(party_app, name="party")
 app.add_typer(token_app, name="token")
@@ -40,6 +42,7 @@ app.add_typer(agreement_app, name="agreement")
 agreement_app.add_typer(template_app, name="template")
 app.add_typer(audit_app, name="audit")
 app.add_typer(report_app, name="report")
+app.add_typer(vocabulary_app, name="vocabulary")
 
 JsonOpt = typer.Option(False, "--json", help="Machine-readable output.")
 AsOpt = typer.Option(..., "--as", help="The party acting.")
@@ -353,6 +356,25 @@ def audit_verify_proof(bundle: Path, public_key: Path = typer.Option(..., "--pub
         emit({"ok": False, "problem": str(e)}, json_out, lambda: out.print(f"proof does NOT verify: {e}"))
         raise typer.Exit(1)
     emit({"ok": True}, json_out, lambda: out.print("proof verifies"))
+
+
+# -- vocabulary ---------------------------------------------------------------------------
+
+@command(vocabulary_app, "list")
+def vocabulary_list(kind: Optional[str] = typer.Option(None, "--kind", help="purpose | category | subject"), json_out: bool = JsonOpt) -> None:
+    """Names you can use for purposes, data categories and subject kinds."""
+    if kind not in (None, "purpose", "category", "subject"):
+        raise BadInput(f"unknown vocabulary kind {kind!r} (use purpose, category or subject)")
+    data = vocabulary_svc.entries(_deps(), kind)
+    emit(data, json_out, lambda: table("vocabulary", ["kind", "name", "source"], [[e["kind"], e["name"], e["source"]] for e in data]))
+
+
+@command(vocabulary_app, "add")
+def vocabulary_add(name: str, party: str = AsOpt, kind: str = typer.Option(..., "--kind", help="purpose | category | subject"),
+                   description: str = typer.Option("", "--description"), json_out: bool = JsonOpt) -> None:
+    """Add the store's own purpose, data category or subject kind."""
+    vocabulary_svc.add_entry(_deps(), party, kind, name, description)
+    emit({"kind": kind, "name": name}, json_out, lambda: out.print(f"{kind} {name} added"))
 
 
 # -- reports ------------------------------------------------------------------------------

@@ -13,8 +13,10 @@ from ..domain.agreements import (AgreementState, AgreementStatus, check_against,
                                  render_template)
 from ..domain.errors import BadInput, Conflict, NotFound
 from ..domain.names import check_label
+from ..domain.vocabulary import Kind
 from .deps import Deps
 from .parties import require_party
+from .vocabulary import vocabulary
 
 
 def load_yaml(text: str, what: str) -> Any:
@@ -39,6 +41,9 @@ def propose(deps: Deps, actor: str, doc: Any) -> AgreementState:
         raise BadInput(f"agreement: valid_until {terms.valid_until.date()} is in the past")
     with deps.store.transaction() as conn:
         provider = require_party(deps, conn, actor)
+        vocab = vocabulary(deps, conn)
+        for purpose in terms.purposes:
+            vocab.check(Kind.PURPOSE, purpose)
         for r in terms.recipients:
             require_party(deps, conn, r)
         schemas = {v.key: v.schema for v in deps.store.versions(conn, actor)}

@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from ..domain.errors import NotFound
+from ..domain.errors import BadInput, NotFound
+from ..domain.vocabulary import Kind
 from ..domain.names import check_name
 from ..domain.records import DatasetVersion
 from ..domain.schema import DatasetSchema, parse_schema
 from .agreements import agreements_in_force
 from .deps import Deps
 from .parties import require_party
+from .vocabulary import vocabulary
 
 
 def add_dataset(deps: Deps, owner: str, name: str, source: Path, schema_doc: Any | None = None,
@@ -21,6 +23,13 @@ def add_dataset(deps: Deps, owner: str, name: str, source: Path, schema_doc: Any
     schema = parse_schema(schema_doc) if schema_doc is not None else None
     with deps.store.read() as conn:
         require_party(deps, conn, owner)
+        if schema is not None:
+            vocab = vocabulary(deps, conn)
+            for column in schema.columns:
+                try:
+                    vocab.check(Kind.CATEGORY, column.category)
+                except BadInput as e:
+                    raise BadInput(f"schema: column {column.name!r}: {e}") from None
         version = len(deps.store.versions(conn, owner, name)) + 1
     file_id = deps.new_id()
     dest = deps.home / "data" / owner / name / f"v{version}-{file_id}.parquet"

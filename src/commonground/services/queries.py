@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..domain.errors import NotFound, Refused
+from ..domain.vocabulary import Kind
 from ..policy.context import Plan, QueryContext, TableInfo
 from ..policy.governor import govern
 from ..ports import QueryResult
@@ -14,11 +15,13 @@ from .agreements import agreements_in_force
 from .datasets import visible_versions
 from .deps import Deps
 from .parties import require_party
+from .vocabulary import vocabulary
 
 
 def plan_query(deps: Deps, party: str, purpose: str, sql: str) -> tuple[Plan, dict[str, Path], float]:
     with deps.store.read() as conn:
         require_party(deps, conn, party)
+        vocabulary(deps, conn).check(Kind.PURPOSE, purpose)
         versions = visible_versions(deps, conn, party)
         agreements = tuple(agreements_in_force(deps, conn, party))
     tables = {k: TableInfo(v.owner, v.name, v.schema, v.rows, v.max_rows_per_subject) for k, v in versions.items()}
