@@ -27,6 +27,20 @@ class QueryTimeout(BadInput):
     pass
 
 
+def _query_error(error: Exception, plan: Plan) -> BadInput:
+    """An engine error as the querier may see it.
+
+    Over others' data an error message can quote values (DuckDB's overflow and conversion
+    errors print operands), so only the kind of error is kept; over one's own data the
+    message is the owner's to read.
+    """
+    if not plan.governed:
+        return BadInput(f"query failed: {str(error).strip().splitlines()[0][:300]}")
+    kind = type(error).__name__.replace("Exception", "").replace("Error", "") or "engine"
+    return BadInput(f"query failed in the engine ({kind.lower()} error); the message is withheld "
+                    "because it could quote values of others' data")
+
+
 class DuckDBEngine:
     def __init__(self, memory_limit: str = "4GB", threads: int | None = None, timeout_s: float = 120.0,
                  temp_directory: Path | None = None):
@@ -63,6 +77,8 @@ class DuckDBEngine:
                 result = self._execute(con, plan)
             except duckdb.InterruptException:
                 raise QueryTimeout(f"query took longer than {self.timeout_s:.0f} s and was cancelled") from None
+            except duckdb.Error as e:
+                raise _query_error(e, plan) from None
             finally:
                 timer.cancel()
         finally:

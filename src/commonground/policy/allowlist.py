@@ -52,7 +52,13 @@ def function_name(node: exp.Func) -> str:
     return node.sql_name().lower()
 
 
+# Operators sqlglot models as functions: AND, OR, XOR, EXISTS (its subquery is checked as a scope).
+OPERATORS: tuple[type[exp.Expression], ...] = (exp.Connector, exp.Exists)
+
+
 def is_allowed_function(node: exp.Func) -> bool:
+    if isinstance(node, OPERATORS):
+        return True
     if isinstance(node, exp.Anonymous):
         return str(node.name).lower() in ANONYMOUS_FUNCTIONS
     name = type(node).__name__

@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
@@ -135,10 +136,10 @@ def verify(deps: Deps) -> VerifyReport:
             problem = "stored leaf hash does not match the entry (modified entry)"
         else:
             try:
-                if json.loads(entry).get("index") != idx:
+                if orjson.loads(entry).get("index") != idx:
                     problem = "entry records a different index (reordered entry)"
-            except ValueError:
-                problem = "entry is not JSON"
+            except (orjson.JSONDecodeError, AttributeError):
+                problem = "entry is not a JSON object"
         if problem:
             return VerifyReport(len(rows), False, expected, problem, "")
         hashes.append(stored_hash)

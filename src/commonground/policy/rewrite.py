@@ -1,0 +1,329 @@
+"""Rewrite a checked query so the threshold is enforced by the query itself, never trusted to it.
+
+Each protected dataset is exposed as a view of its transformed columns plus its raw subject
+column as the privacy unit `__cg_pu`. The unit is carried up through CTEs and derived tables
+to every output SELECT, which is computed into a group table with `__cg_ok` (every protected
+dataset has >= k distinct subjects in the row) before anything leaves.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from sqlglot import exp
+from sqlglot.optimizer.scope import Scope
+
+from ..domain.agreements import Transform, TransformKind
+from ..domain.errors import Refused
+from . import transforms
+from .analysis import (DIALECT, INJECTIVE, PRIVACY_UNIT, Analysis, Lineage, Ref, branches, conjuncts,
+                       is_aggregating, output_scopes, short)
+from .context import GroupQuery, Plan, RelationView
+
+PrivacyUnits = list[tuple[exp.Expression, int | None]]  # (expression in a scope, bound on rows per subject)
+
+
+def rewrite(a: Analysis, scopes: list[Scope], lineage: Lineage) -> Plan:
+    refs = {r.id: r for r in a.refs.values()}
+    keys: dict[str, bytes] = {}
+    views: dict[str, RelationView] = {}
+    for ref in refs.values():
+        if ref.table.key not in views:
+            views[ref.table.key] = _view(ref, a.own_transforms, keys)
+    _errors_without_values(a.tree)
+    pus = _propagate_privacy_units(a, scopes, lineage)
+    k = max(r.agreement.terms.min_group_size for r in refs.values() if r.agreement)
+    root = a.tree
+    columns = _unique([s.alias_or_name for s in root.selects])
+    groups: list[GroupQuery] = []
+    outputs: list[exp.Select] = []
+    for i, scope in enumerate(output_scopes(scopes)):
+        groups.append(_group_query(scope.expression, pus[id(scope.expression)], columns, k))
+        outputs.append(
+            exp.select(*[exp.column(c, quoted=True) for c in columns])
+            .from_(exp.Table(this=exp.to_identifier(f"__cg_groups_{i}"))).where(exp.column("__cg_ok"))
+        )
+    final: exp.Query = _rebuild_set_operation(root, outputs) if isinstance(root, exp.SetOperation) else outputs[0]
+    _carry_order_and_limit(root, final, columns)
+    fields = sorted({
+        f"{refs[rid].table.key}.{col}"
+        for scope in scopes for column in scope.columns
+        for (rid, col) in lineage.column(scope, column)
+    })
+    return Plan(
+        views=tuple(views.values()),
+        pseudonym_keys=keys,
+        columns=tuple(columns),
+        sql=final.sql(DIALECT),
+        groups=tuple(groups),
+        min_group_size=k,
+        agreements=tuple(sorted({r.agreement.id for r in refs.values() if r.agreement})),
+        datasets=tuple(sorted(views)),
+        fields=tuple(fields),
+    )
+
+
+def _group_query(select: exp.Select, units: PrivacyUnits, columns: list[str], k: int) -> GroupQuery:
+    assert units, "checks refuse output that does not read others' data"
+    inner = select.copy()
+    for arg in ("order", "limit", "offset"):
+        inner.set(arg, None)
+    inner.set("expressions", [exp.alias_(p.unalias(), c, quoted=True) for p, c in zip(inner.selects, columns)])
+    fast = None
+    if all(m is not None for _, m in units):
+        fast = _with_threshold(inner, units, k, exact=False).sql(DIALECT)
+    return GroupQuery(fast, _with_threshold(inner, units, k, exact=True).sql(DIALECT))
+
+
+def _errors_without_values(tree: exp.Expression) -> None:
+    """A failed conversion's error message quotes the value that failed, which may be anyone's.
+    Conversions become their TRY_ forms, which give NULL instead."""
+    for node in list(tree.find_all(exp.Cast)):
+        if type(node) is exp.Cast:
+            node.replace(exp.TryCast(this=node.this, to=node.args["to"]))
+    for node in tree.find_all(exp.StrToTime, exp.StrToDate, exp.TsOrDsToDate):
+        node.set("safe", True)
+
+
+def _view(ref: Ref, own_transforms, keys: dict[str, bytes]) -> RelationView:
+    if ref.agreement is not None:
+        agreement_id = ref.agreement.id
+        columns = tuple((col, transform, agreement_id) for col, transform in ref.visible().items())
+        if any(t.kind is TransformKind.HASH for _, t, _ in columns):
+            keys[transforms.pseudonym_function(agreement_id)] = ref.agreement.hash_key
+        return RelationView(ref.table.key, _view_sql(columns, ref.table.schema.subject_column))
+    # A hashed own key uses the agreement's function, which the foreign side registered.
+    raw = (Transform(TransformKind.RAW), "")
+    columns = tuple((col, *own_transforms.get((ref.table.key, col), raw)) for col in ref.table.schema.names)
+    return RelationView(ref.table.key, _view_sql(columns, None))
+
+
+@functools.lru_cache(maxsize=1024)
+def _view_sql(columns: tuple[tuple[str, Transform, str], ...], privacy_unit: str | None) -> str:
+    """The view's SELECT; cached, since the same grants come back query after query."""
+    projections = [
+        exp.alias_(transforms.apply(transform, exp.column(col, quoted=True), agreement_id), col, quoted=True)
+        for col, transform, agreement_id in columns
+    ]
+    if privacy_unit is not None:
+        projections.append(exp.alias_(exp.column(privacy_unit, quoted=True), PRIVACY_UNIT, quoted=True))
+    return exp.select(*projections).from_(exp.Table(this=exp.to_identifier("cg_source"))).sql(DIALECT)
+
+
+# ---------------------------------------------------------------------------------------
+# privacy units
+
+
+def _propagate_privacy_units(a: Analysis, scopes: list[Scope], lineage: Lineage) -> dict[int, PrivacyUnits]:
+    """Carry each protected reference's subject column up through derived tables and CTEs.
+
+    Returns, for every SELECT, the privacy-unit expressions available in it and a bound on
+    how many rows one subject can have there (None when no bound is known).
+    """
+    outputs = {id(s.expression) for s in output_scopes(scopes)}
+    exported: dict[int, list[tuple[str, int | None]]] = {}  # scope expression -> [(column, bound)]
+    available: dict[int, PrivacyUnits] = {}
+    for index, scope in enumerate(scopes):
+        node = scope.expression
+        if isinstance(node, exp.SetOperation):
+            exported[id(node)] = _set_operation_units(node, exported)
+            continue
+        if not isinstance(node, exp.Select):
+            continue
+        units = _units_in_select(a, scope, lineage, exported)
+        available[id(node)] = units
+        if id(node) in outputs or scope.is_subquery:
+            continue
+        exported[id(node)] = _export_units(scope, node, units, lineage, index)
+    return available
+
+
+def _set_operation_units(node: exp.SetOperation, exported) -> list[tuple[str, int | None]]:
+    """A subject can have rows in every branch, so a bound is the sum of the branches' bounds."""
+    branch_exports = [exported.get(id(b), []) for b in branches(node)]
+    names = [n for n, _ in branch_exports[0]] if branch_exports else []
+    if any([n for n, _ in e] != names for e in branch_exports):
+        raise Refused(["set operations: every branch of a UNION/INTERSECT/EXCEPT over others' data must read "
+                       "the same datasets in the same order; aggregate each dataset in its own query"])
+    out = []
+    for i, name in enumerate(names):
+        bounds = [e[i][1] for e in branch_exports]
+        out.append((name, None if any(b is None for b in bounds) else sum(bounds)))  # type: ignore[arg-type]
+    return out
+
+
+def _export_units(scope: Scope, node: exp.Select, units: PrivacyUnits, lineage: Lineage,
+                  index: int) -> list[tuple[str, int | None]]:
+    """Add the units to an inner SELECT's output (and its GROUP BY, so grouping keeps people apart)."""
+    grouped = is_aggregating(node)
+    per_subject = grouped and _grouped_by_subjects_only(scope, node, lineage)
+    names = []
+    for n, (expression, bound) in enumerate(units):
+        # Branches of a set operation line their units up by position, so they share names.
+        name = f"{PRIVACY_UNIT}_{n}" if _in_set_operation(node) else f"{PRIVACY_UNIT}_{index}_{n}"
+        node.select(exp.alias_(expression.copy(), name, quoted=True), copy=False)
+        if grouped and not node.args.get("distinct"):
+            node.group_by(expression.copy(), copy=False)
+        names.append((name, 1 if per_subject else bound))
+    return names
+
+
+def _grouped_by_subjects_only(scope: Scope, node: exp.Select, lineage: Lineage) -> bool:
+    """One row per subject only when every grouping key is a subject key; other keys split a
+    subject over several rows, and DISTINCT keeps one row per distinct value combination."""
+    group = node.args.get("group")
+    if node.args.get("distinct") or not group:
+        return False
+    return all(
+        isinstance(key, exp.Column) and all(lineage.is_subject_key(o) for o in lineage.column(scope, key))
+        for key in group.expressions
+    )
+
+
+def _in_set_operation(node: exp.Expression) -> bool:
+    parent = node.parent
+    while isinstance(parent, exp.Subquery):
+        parent = parent.parent
+    return isinstance(parent, exp.SetOperation)
+
+
+def _units_in_select(a: Analysis, scope: Scope, lineage: Lineage, exported) -> PrivacyUnits:
+    units: PrivacyUnits = []
+    fan = _join_fan_out(a, scope, lineage)
+    for alias, source in scope.selected_sources.items():
+        source_node = source[1] if isinstance(source, tuple) else source
+        if isinstance(source_node, exp.Table) and id(source_node) in a.refs:
+            ref = a.refs[id(source_node)]
+            if ref.protected:
+                bound = ref.table.max_rows_per_subject
+                units.append((exp.column(PRIVACY_UNIT, table=alias, quoted=True), _times(bound, fan.get(alias, 1))))
+        elif isinstance(source_node, Scope):
+            for name, bound in exported.get(id(source_node.expression), []):
+                units.append((exp.column(name, table=alias, quoted=True), _times(bound, fan.get(alias, 1))))
+    return units
+
+
+def _times(x: int | None, y: int | None) -> int | None:
+    return None if x is None or y is None else x * y
+
+
+def _join_fan_out(a: Analysis, scope: Scope, lineage: Lineage) -> dict[str, int | None]:
+    """For each source, how many rows of the other sources one of its rows can meet.
+
+    A source joined on its own subject column, kept distinct by its transform, against a column
+    of another source meets at most its rows-per-subject; anything else is unbounded (None),
+    which sends the query to exact counting.
+    """
+    aliases = list(scope.selected_sources)
+    if len(aliases) <= 1:
+        return {}
+    bound_per_alias: dict[str, int | None] = {}
+    for alias, source in scope.selected_sources.items():
+        node = source[1] if isinstance(source, tuple) else source
+        bound_per_alias[alias] = None
+        if isinstance(node, exp.Table) and id(node) in a.refs:
+            ref = a.refs[id(node)]
+            subject = ref.table.schema.subject_column
+            if subject and _keeps_values_apart(a, ref, subject) and _joined_on(scope.expression, alias, subject):
+                bound_per_alias[alias] = ref.table.max_rows_per_subject
+    fan: dict[str, int | None] = {}
+    for alias in aliases:
+        total: int | None = 1
+        for other in aliases:
+            if other != alias:
+                total = _times(total, bound_per_alias[other])
+        fan[alias] = total
+    return fan
+
+
+def _keeps_values_apart(a: Analysis, ref: Ref, column: str) -> bool:
+    if ref.protected:
+        transform = ref.visible().get(column)
+        return transform is not None and transform.kind in INJECTIVE
+    transform, _ = a.own_transforms.get((ref.table.key, column), (Transform(TransformKind.RAW), ""))
+    return transform.kind in INJECTIVE
+
+
+def _joined_on(select: exp.Expression, alias: str, column: str) -> bool:
+    """Whether a join condition equates `alias.column` with a column of another source."""
+    for join in select.args.get("joins") or []:
+        on = join.args.get("on")
+        for condition in conjuncts(on) if on is not None else []:
+            if not isinstance(condition, exp.EQ):
+                continue
+            sides = [condition.this, condition.expression]
+            for side, other in (sides, sides[::-1]):
+                if (isinstance(side, exp.Column) and side.table == alias and side.name == column
+                        and isinstance(other, exp.Column) and other.table != alias):
+                    return True
+    return False
+
+
+def _with_threshold(select: exp.Select, units: PrivacyUnits, k: int, exact: bool) -> exp.Select:
+    out = select.copy()
+    if exact:
+        ok = exp.and_(*[exp.GTE(this=exp.Count(this=exp.Distinct(expressions=[u.copy()])), expression=exp.Literal.number(k)) for u, _ in units])
+        unsure = exp.false()
+    else:
+        ok = exp.and_(*[exp.GTE(this=exp.Count(this=u.copy()), expression=exp.Literal.number(k * (m or 1))) for u, m in units])
+        possible = exp.and_(*[exp.GTE(this=exp.Count(this=u.copy()), expression=exp.Literal.number(k)) for u, _ in units])
+        unsure = exp.and_(exp.not_(ok.copy()), possible)
+    out.select(exp.alias_(ok, "__cg_ok", quoted=True), exp.alias_(unsure, "__cg_unsure", quoted=True), copy=False)
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# the final SELECT over the group tables
+
+
+def _rebuild_set_operation(root: exp.SetOperation, outputs: list[exp.Select]) -> exp.Query:
+    it = iter(outputs)
+
+    def build(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.SetOperation):
+            return type(node)(this=build(node.this), expression=build(node.expression), distinct=node.args.get("distinct"))
+        if isinstance(node, exp.Subquery):
+            return build(node.this)
+        return next(it)
+
+    return build(root)  # type: ignore[return-value]
+
+
+def _carry_order_and_limit(root: exp.Query, final: exp.Query, columns: list[str]) -> None:
+    """ORDER BY / LIMIT apply after small groups are removed, over output columns only."""
+    order = root.args.get("order")
+    if order:
+        items = []
+        names = [s.alias_or_name for s in root.selects]
+        for ordered in order.expressions:
+            name = _output_name(ordered.this, root, names, columns)
+            if name is None:
+                raise Refused([f"ORDER BY: {short(ordered.this)} is not an output column; add it to the SELECT "
+                               "list and order by its name or position"])
+            items.append(exp.Ordered(this=exp.column(name, quoted=True), desc=ordered.args.get("desc"), nulls_first=ordered.args.get("nulls_first")))
+        final.set("order", exp.Order(expressions=items))
+    for arg in ("limit", "offset"):
+        if root.args.get(arg):
+            final.set(arg, root.args[arg].copy())
+
+
+def _output_name(target: exp.Expression, root: exp.Query, names: list[str], columns: list[str]) -> str | None:
+    if isinstance(target, exp.Column) and target.name in names and not target.table:
+        return columns[names.index(target.name)]
+    for s, c in zip(root.selects, columns):
+        if s.unalias() == target:
+            return c
+    return None
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        if n in seen:
+            seen[n] += 1
+            out.append(f"{n}_{seen[n]}")
+        else:
+            seen[n] = 0
+            out.append(n)
+    return out
