@@ -54,7 +54,7 @@ def rewrite(a: Analysis, scopes: list[Scope], lineage: Lineage) -> Plan:
         views=tuple(views.values()),
         pseudonym_keys=keys,
         columns=tuple(columns),
-        sql=final.sql(DIALECT),
+        sql=final.sql(DIALECT, copy=False),
         groups=tuple(groups),
         min_group_size=k,
         agreements=tuple(sorted({r.agreement.id for r in refs.values() if r.agreement})),
@@ -69,10 +69,13 @@ def _group_query(select: exp.Select, units: PrivacyUnits, columns: list[str], k:
     for arg in ("order", "limit", "offset"):
         inner.set(arg, None)
     inner.set("expressions", [exp.alias_(p.unalias(), c, quoted=True) for p, c in zip(inner.selects, columns)])
+    user_columns = list(inner.expressions)
     fast = None
     if all(m is not None for _, m in units):
-        fast = _with_threshold(inner, units, k, exact=False).sql(DIALECT)
-    return GroupQuery(fast, _with_threshold(inner, units, k, exact=True).sql(DIALECT))
+        inner.set("expressions", user_columns + _threshold(units, k, exact=False))
+        fast = inner.sql(DIALECT)
+    inner.set("expressions", user_columns + _threshold(units, k, exact=True))
+    return GroupQuery(fast, inner.sql(DIALECT, copy=False))
 
 
 def _errors_without_values(tree: exp.Expression) -> None:
@@ -259,17 +262,16 @@ def _joined_on(select: exp.Expression, alias: str, column: str) -> bool:
     return False
 
 
-def _with_threshold(select: exp.Select, units: PrivacyUnits, k: int, exact: bool) -> exp.Select:
-    out = select.copy()
+def _threshold(units: PrivacyUnits, k: int, exact: bool) -> list[exp.Expression]:
+    """`__cg_ok` (every unit has >= k subjects) and `__cg_unsure` (the row-count bound cannot tell)."""
     if exact:
         ok = exp.and_(*[exp.GTE(this=exp.Count(this=exp.Distinct(expressions=[u.copy()])), expression=exp.Literal.number(k)) for u, _ in units])
-        unsure = exp.false()
+        unsure: exp.Expression = exp.false()
     else:
         ok = exp.and_(*[exp.GTE(this=exp.Count(this=u.copy()), expression=exp.Literal.number(k * (m or 1))) for u, m in units])
         possible = exp.and_(*[exp.GTE(this=exp.Count(this=u.copy()), expression=exp.Literal.number(k)) for u, _ in units])
         unsure = exp.and_(exp.not_(ok.copy()), possible)
-    out.select(exp.alias_(ok, "__cg_ok", quoted=True), exp.alias_(unsure, "__cg_unsure", quoted=True), copy=False)
-    return out
+    return [exp.alias_(ok, "__cg_ok", quoted=True), exp.alias_(unsure, "__cg_unsure", quoted=True)]
 
 
 # ---------------------------------------------------------------------------------------
