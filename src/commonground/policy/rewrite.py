@@ -27,9 +27,10 @@ def rewrite(a: Analysis, scopes: list[Scope], lineage: Lineage) -> Plan:
     refs = {r.id: r for r in a.refs.values()}
     keys: dict[str, bytes] = {}
     views: dict[str, RelationView] = {}
+    elide = _elidable_hash(refs.values())
     for ref in refs.values():
         if ref.table.key not in views:
-            views[ref.table.key] = _view(ref, a.own_transforms, keys)
+            views[ref.table.key] = _view(ref, a.own_transforms, keys, elide)
     _errors_without_values(a.tree)
     pus = _propagate_privacy_units(a, scopes, lineage)
     k = max(r.agreement.terms.min_group_size for r in refs.values() if r.agreement)
@@ -88,17 +89,41 @@ def _errors_without_values(tree: exp.Expression) -> None:
         node.set("safe", True)
 
 
-def _view(ref: Ref, own_transforms, keys: dict[str, bytes]) -> RelationView:
+def _elidable_hash(refs) -> str | None:
+    """The agreement whose keyed hash on identifying columns can be skipped, if any.
+
+    When every protected dataset comes under one agreement, its HMAC is one injective map
+    (collisions aside) over every hashed key in the query. The checks let identifying columns
+    only be joined by equality, counted, tested IS NULL or passed up to be so used, and each
+    of these gives the same answer on raw values as on their pseudonyms, so computing two
+    SHA-256s per row on both sides of a join buys nothing. With two agreements the keys
+    differ and pseudonyms must not link, so the hash stays.
+    """
+    ids = {r.agreement.id for r in refs if r.agreement is not None}
+    return ids.pop() if len(ids) == 1 else None
+
+
+def _view(ref: Ref, own_transforms, keys: dict[str, bytes], elide: str | None) -> RelationView:
+    raw = Transform(TransformKind.RAW)
     if ref.agreement is not None:
         agreement_id = ref.agreement.id
-        columns = tuple((col, transform, agreement_id) for col, transform in ref.visible().items())
+        schema = ref.table.schema
+        columns = tuple(
+            (col, raw if _elided(transform, schema.column(col).role.identifying, agreement_id, elide) else transform, agreement_id)
+            for col, transform in ref.visible().items())
         if any(t.kind is TransformKind.HASH for _, t, _ in columns):
             keys[transforms.pseudonym_function(agreement_id)] = ref.agreement.hash_key
         return RelationView(ref.table.key, _view_sql(columns, ref.table.schema.subject_column))
     # A hashed own key uses the agreement's function, which the foreign side registered.
-    raw = (Transform(TransformKind.RAW), "")
-    columns = tuple((col, *own_transforms.get((ref.table.key, col), raw)) for col in ref.table.schema.names)
+    # Own columns joined to a hashed key are restricted like identifiers, so the same elision holds.
+    columns = tuple(
+        (col, raw, "") if _elided(t, True, aid, elide) else (col, t, aid)
+        for col in ref.table.schema.names for t, aid in [own_transforms.get((ref.table.key, col), (raw, ""))])
     return RelationView(ref.table.key, _view_sql(columns, None))
+
+
+def _elided(transform: Transform, identifying: bool, agreement_id: str, elide: str | None) -> bool:
+    return transform.kind is TransformKind.HASH and identifying and agreement_id == elide
 
 
 @functools.lru_cache(maxsize=1024)
