@@ -53,6 +53,26 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield request.getfixturevalue("pg_url")
 
 
+@pytest.fixture
+def make_deps(tmp_path: Path, database_url: str | None, monkeypatch: pytest.MonkeyPatch):
+    """Build an initialised store (SQLite or PostgreSQL) the way the composition root does."""
+    from commonground import bootstrap
+    if database_url:
+        monkeypatch.setenv("COMMONGROUND_DATABASE_URL", database_url)
+    else:
+        monkeypatch.delenv("COMMONGROUND_DATABASE_URL", raising=False)
+    built = []
+
+    def make(clock=None):
+        deps = bootstrap.build(bootstrap.Settings.from_env(tmp_path / "home"), clock=clock)
+        bootstrap.init_store(deps)
+        built.append(deps)
+        return deps
+    yield make
+    for deps in built:
+        deps.store.dispose()
+
+
 class Cli:
     """Runs the real Typer app in-process, against one home, and decodes --json output."""
 

@@ -8,7 +8,6 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from commonground import bootstrap
 from commonground.api.app import TREE_HEAD_HEADER, create_app
 from commonground.services import audit as audit_svc
 from commonground.services import parties as party_svc
@@ -25,22 +24,15 @@ class FixedClock:
 
 
 @pytest.fixture
-def api(tmp_path, database_url, monkeypatch):
-    if database_url:
-        monkeypatch.setenv("COMMONGROUND_DATABASE_URL", database_url)
-    else:
-        monkeypatch.delenv("COMMONGROUND_DATABASE_URL", raising=False)
+def api(make_deps, tmp_path, monkeypatch):
     monkeypatch.setenv("COMMONGROUND_MAX_UPLOAD_BYTES", "200000")
     clock = FixedClock()
-    deps = bootstrap.build(bootstrap.Settings.from_env(tmp_path / "home"), clock=clock)
-    bootstrap.init_store(deps)
+    deps = make_deps(clock)
     tokens = {}
     for name in ("retailer", "brand", "outsider"):
         party_svc.add_party(deps, name)
         tokens[name] = party_svc.create_token(deps, name, ttl_days=1)[1]
-    client = TestClient(create_app(deps))
-    yield client, tokens, deps, clock, tmp_path
-    deps.store.dispose()
+    return TestClient(create_app(deps)), tokens, deps, clock, tmp_path
 
 
 def auth(token: str) -> dict[str, str]:

@@ -17,19 +17,13 @@ from commonground.services import parties as party_svc
 
 
 @pytest.fixture
-def ledger(tmp_path, database_url, monkeypatch):
-    if database_url:
-        monkeypatch.setenv("COMMONGROUND_DATABASE_URL", database_url)
-    else:
-        monkeypatch.delenv("COMMONGROUND_DATABASE_URL", raising=False)
-    deps = bootstrap.build(bootstrap.Settings.from_env(tmp_path / "home"))
-    bootstrap.init_store(deps)
+def ledger(make_deps):
+    deps = make_deps()
     for i in range(12):
         party_svc.add_party(deps, f"party{i}")
         audit_svc.signed_head(deps)  # heads are signed as the log grows (the API does it per response)
     assert audit_svc.verify(deps).ok
-    yield deps
-    deps.store.dispose()
+    return deps
 
 
 def _fresh(deps):

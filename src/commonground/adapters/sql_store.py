@@ -57,18 +57,17 @@ class SqlStore:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     def migrate(self, revision: str = "head") -> None:
-        with self.engine.begin() as conn:
-            cfg = Config()
-            cfg.set_main_option("script_location", str(MIGRATIONS))
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
+        self._alembic(command.upgrade, revision)
 
     def downgrade(self, revision: str = "base") -> None:
+        self._alembic(command.downgrade, revision)
+
+    def _alembic(self, action, revision: str) -> None:
         with self.engine.begin() as conn:
             cfg = Config()
             cfg.set_main_option("script_location", str(MIGRATIONS))
             cfg.attributes["connection"] = conn
-            command.downgrade(cfg, revision)
+            action(cfg, revision)
 
     def is_initialised(self) -> bool:
         return sa.inspect(self.engine).has_table("parties")
