@@ -191,3 +191,15 @@ def test_schema_categories_are_checked(cli, tmp_path):
     schema.write_text(schema.read_text().replace("user.contact.email", "user.contact.emial"))
     _, _, out = cli("dataset", "add", "--as", "retailer", "purchases", data, "--schema", schema, expect=2)
     assert "'email'" in out and "did you mean user.contact.email" in out
+
+
+def test_slow_queries_are_cancelled(sqlite_cli, tmp_path, monkeypatch):
+    cli = sqlite_cli
+    cli("party", "add", "retailer")
+    data = tmp_path / "same.csv"
+    data.write_text("k,v\n" + "".join(f"1,{i}\n" for i in range(20000)))
+    cli("dataset", "add", "--as", "retailer", "same", data)
+    monkeypatch.setenv("COMMONGROUND_QUERY_TIMEOUT", "0.2")
+    _, _, out = cli("query", "--as", "retailer", "--purpose", "analytics.reporting",
+                    "SELECT sum(a.v * b.v) FROM retailer.same a JOIN retailer.same b ON a.k = b.k", expect=2)
+    assert "cancelled" in out
