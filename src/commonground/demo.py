@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import bootstrap
+from .domain.errors import Conflict
 from .services import agreements as agreement_svc
 from .services import datasets as dataset_svc
 from .services import parties as party_svc
@@ -107,10 +108,9 @@ def build_demo(deps: Deps, reset: bool = False) -> dict[str, Any]:
         deps.store.dispose()
         shutil.rmtree(deps.home)
     bootstrap.init_store(deps)
-    if party_svc.list_parties(deps):
-        raise_if_present = [p.name for p in party_svc.list_parties(deps)]
-        from .domain.errors import Conflict
-        raise Conflict(f"the store already has parties {raise_if_present}; use `demo --reset` for a fresh demo store")
+    existing = [p.name for p in party_svc.list_parties(deps)]
+    if existing:
+        raise Conflict(f"the store already has parties {existing}; use `demo --reset` for a fresh demo store")
     files = _write_files(deps.home / "demo-input")
     for name, kind in (("retailer", "organization"), ("brand", "organization"), ("alice", "individual")):
         party_svc.add_party(deps, name, kind)

@@ -202,9 +202,8 @@ def dataset_show(ref: str, party: str = AsOpt, json_out: bool = JsonOpt) -> None
 
 # -- agreements ---------------------------------------------------------------------------
 
-def _agreement_out(state, json_out: bool, verb: str) -> None:
-    deps_now = bootstrap.SystemClock().now()
-    data = agreement_svc.agreement_summary(state, deps_now)
+def _agreement_out(deps: Deps, state, json_out: bool, verb: str) -> None:
+    data = agreement_svc.agreement_summary(state, deps.now())
     emit(data, json_out, lambda: out.print(f"agreement {data['name']} v{data['version']} {verb}: id {data['id']}, status {data['status']}"))
 
 
@@ -227,19 +226,21 @@ def agreement_propose(file: Optional[Path] = typer.Argument(None, help="Agreemen
         state = agreement_svc.propose_from_template(deps, party, template, values)
     else:
         state = agreement_svc.propose(deps, party, _read_yaml(file, "agreement"))  # type: ignore[arg-type]
-    _agreement_out(state, json_out, "proposed")
+    _agreement_out(deps, state, json_out, "proposed")
 
 
 @command(agreement_app, "accept")
 def agreement_accept(agreement_id: str, party: str = AsOpt, json_out: bool = JsonOpt) -> None:
     """Accept (sign) an agreement; it is active once every party has."""
-    _agreement_out(agreement_svc.accept(_deps(), party, agreement_id), json_out, "accepted")
+    deps = _deps()
+    _agreement_out(deps, agreement_svc.accept(deps, party, agreement_id), json_out, "accepted")
 
 
 @command(agreement_app, "revoke")
 def agreement_revoke(agreement_id: str, party: str = AsOpt, json_out: bool = JsonOpt) -> None:
     """Revoke an agreement, with immediate effect."""
-    _agreement_out(agreement_svc.revoke(_deps(), party, agreement_id), json_out, "revoked")
+    deps = _deps()
+    _agreement_out(deps, agreement_svc.revoke(deps, party, agreement_id), json_out, "revoked")
 
 
 @command(agreement_app, "list")

@@ -64,19 +64,25 @@ def rewrite(a: Analysis, scopes: list[Scope], lineage: Lineage) -> Plan:
     )
 
 
+_THRESHOLD = "__cg_threshold"  # a placeholder no query can contain: `__cg` names are refused
+
+
 def _group_query(select: exp.Select, units: PrivacyUnits, columns: list[str], k: int) -> GroupQuery:
+    """The group table's SQL, generated once with a placeholder for the threshold columns."""
     assert units, "checks refuse output that does not read others' data"
     inner = select.copy()
     for arg in ("order", "limit", "offset"):
         inner.set(arg, None)
-    inner.set("expressions", [exp.alias_(p.unalias(), c, quoted=True) for p, c in zip(inner.selects, columns)])
-    user_columns = list(inner.expressions)
-    fast = None
-    if all(m is not None for _, m in units):
-        inner.set("expressions", user_columns + _threshold(units, k, exact=False))
-        fast = inner.sql(DIALECT)
-    inner.set("expressions", user_columns + _threshold(units, k, exact=True))
-    return GroupQuery(fast, inner.sql(DIALECT, copy=False))
+    inner.set("expressions", [exp.alias_(p.unalias(), c, quoted=True) for p, c in zip(inner.selects, columns)]
+              + [exp.column(_THRESHOLD, quoted=True)])
+    template = inner.sql(DIALECT, copy=False)
+    placeholder = exp.column(_THRESHOLD, quoted=True).sql(DIALECT)
+    assert template.count(placeholder) == 1
+
+    def fill(exact: bool) -> str:
+        return template.replace(placeholder, ", ".join(e.sql(DIALECT) for e in _threshold(units, k, exact)))
+    fast = fill(exact=False) if all(m is not None for _, m in units) else None
+    return GroupQuery(fast, fill(exact=True))
 
 
 def _errors_without_values(tree: exp.Expression) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import time
+import datetime as dt
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +19,20 @@ from .parties import require_party
 from .vocabulary import vocabulary
 
 
-def plan_query(deps: Deps, party: str, purpose: str, sql: str) -> tuple[Plan, dict[str, Path], float]:
+def plan_query(deps: Deps, party: str, purpose: str, sql: str) -> tuple[Plan, dict[str, Path]]:
     with deps.store.read() as conn:
         require_party(deps, conn, party)
         vocabulary(deps, conn).check(Kind.PURPOSE, purpose)
         versions = visible_versions(deps, conn, party)
         agreements = tuple(agreements_in_force(deps, conn, party))
     tables = {k: TableInfo(v.owner, v.name, v.schema, v.rows, v.max_rows_per_subject) for k, v in versions.items()}
-    started = time.perf_counter()
     plan = govern(sql, QueryContext(party, purpose, tables, agreements))
-    policy_ms = (time.perf_counter() - started) * 1000
-    return plan, {k: deps.home / v.path for k, v in versions.items()}, policy_ms
+    return plan, {k: deps.home / v.path for k, v in versions.items()}
 
 
 def run_query(deps: Deps, party: str, purpose: str, sql: str) -> tuple[QueryResult, Plan]:
     try:
-        plan, sources, _ = plan_query(deps, party, purpose, sql)
+        plan, sources = plan_query(deps, party, purpose, sql)
     except (Refused, NotFound) as refusal:
         _record(deps, party, purpose, {"allowed": False, "reasons": getattr(refusal, "reasons", [str(refusal)])})
         raise
@@ -63,8 +62,7 @@ def result_json(result: QueryResult, plan: Plan) -> dict[str, Any]:
 
 
 def _plain(value: Any) -> Any:
-    from decimal import Decimal
-    import datetime as dt
+    """Result values as JSON has them."""
     if isinstance(value, Decimal):
         return float(value)
     if isinstance(value, (dt.date, dt.datetime)):
