@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from .policy.context import Plan
 
@@ -24,7 +24,7 @@ class QueryResult:
 
 
 class QueryEngine(Protocol):
-    def run(self, plan: Plan, sources: Mapping[str, Path]) -> QueryResult: ...
+    def run(self, plan: Plan, sources: Mapping[str, Path], consent: Mapping[str, Sequence[str]] | None = None) -> QueryResult: ...
 
 
 @dataclass(frozen=True)

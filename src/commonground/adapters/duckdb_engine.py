@@ -11,9 +11,10 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import duckdb
+import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
@@ -65,11 +66,12 @@ class DuckDBEngine:
         con.execute("SET enable_external_access = false")
         return con
 
-    def run(self, plan: Plan, sources: Mapping[str, Path]) -> QueryResult:
+    def run(self, plan: Plan, sources: Mapping[str, Path], consent: Mapping[str, Sequence[str]] | None = None) -> QueryResult:
+        """`consent` maps each consent-gated dataset to its subject set for this query's purpose."""
         started = time.perf_counter()
         con = self._connect({d: sources[d] for d in plan.datasets})
         try:
-            self._define(con, plan, sources)
+            self._define(con, plan, sources, consent or {})
             con.execute("SET lock_configuration = true")
             timer = threading.Timer(self.timeout_s, con.interrupt)
             timer.start()
@@ -86,16 +88,22 @@ class DuckDBEngine:
         return QueryResult(result.columns, result.rows, result.suppressed_groups, result.exact_recount,
                            (time.perf_counter() - started) * 1000)
 
-    def _define(self, con: duckdb.DuckDBPyConnection, plan: Plan, sources: Mapping[str, Path]) -> None:
+    def _define(self, con: duckdb.DuckDBPyConnection, plan: Plan, sources: Mapping[str, Path],
+                consent: Mapping[str, Sequence[str]]) -> None:
         for name, key in plan.pseudonym_keys.items():
             con.execute(f"CREATE MACRO {name}(v) AS {hmac_sql(key, 'v')}")
         for i, view in enumerate(plan.views):
             path = str(Path(sources[view.dataset]).resolve()).replace("'", "''")
             con.execute(f"CREATE VIEW cg_src_{i} AS SELECT * FROM read_parquet('{path}')")
+            if view.consent:
+                subjects = pa.table({"subject": pa.array(list(consent.get(view.dataset, ())), pa.string())})
+                con.register(f"cg_consent_arrow_{i}", subjects)
+                con.execute(f"CREATE TEMP TABLE cg_consent_{i} AS SELECT DISTINCT subject FROM cg_consent_arrow_{i}")
+                con.unregister(f"cg_consent_arrow_{i}")
             select = sqlglot.parse_one(view.select_sql, read="duckdb")
             for table in select.find_all(exp.Table):
-                if table.name == "cg_source":
-                    table.set("this", exp.to_identifier(f"cg_src_{i}"))
+                if table.name in ("cg_source", "cg_consent"):
+                    table.set("this", exp.to_identifier(f"{'cg_src' if table.name == 'cg_source' else 'cg_consent'}_{i}"))
             con.execute(f'CREATE SCHEMA IF NOT EXISTS "{view.schema_name}"')
             con.execute(f'CREATE VIEW "{view.schema_name}"."{view.table_name}" AS {select.sql("duckdb")}')
 

@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..domain.agreements import AgreementState, AgreementStatus, parse_agreement
 from ..domain.records import DatasetVersion, Party, TokenRecord
@@ -107,6 +109,34 @@ class Repository:
             sigs.setdefault(s.agreement_id, set()).add(s.party_name)
         return [AgreementState(r.id, r.version, parse_agreement(json.loads(r.terms_json)), AgreementStatus(r.status),
                                frozenset(sigs.get(r.id, set())), bytes(r.hash_key)) for r in rows]
+
+    # -- consent ----------------------------------------------------------------------------
+    def record_consents(self, conn: sa.Connection, dataset_id: str, records: list[tuple[str, str, str]],
+                        source: str, by: str, when: dt.datetime) -> None:
+        """Append (subject, purpose, status) records and move the current state, in order."""
+        if not records:
+            return
+        conn.execute(t.consent_records.insert(), [
+            {"dataset_id": dataset_id, "subject": s, "purpose": p, "status": st, "source": source,
+             "recorded_by": by, "recorded_at": when} for s, p, st in records])
+        latest = {(s, p): st for s, p, st in records}  # the last record of a batch wins, as in replay
+        insert = (sqlite_insert if conn.dialect.name == "sqlite" else pg_insert)(t.consent_state)
+        upsert = insert.on_conflict_do_update(index_elements=["dataset_id", "purpose", "subject"],
+                                              set_={"status": insert.excluded.status})
+        conn.execute(upsert, [{"dataset_id": dataset_id, "purpose": p, "subject": s, "status": st}
+                              for (s, p), st in latest.items()])
+
+    def consent_subjects(self, conn: sa.Connection, dataset_id: str, purpose: str, status: str) -> list[str]:
+        rows = conn.execute(sa.text("SELECT subject FROM consent_state WHERE dataset_id = :d AND purpose = :p AND status = :s"),
+                            {"d": dataset_id, "p": purpose, "s": status})
+        return [r[0] for r in rows]
+
+    def consent_history(self, conn: sa.Connection, dataset_id: str, subject: str | None = None) -> list[dict[str, Any]]:
+        q = sa.select(t.consent_records).where(t.consent_records.c.dataset_id == dataset_id).order_by(t.consent_records.c.seq)
+        if subject is not None:
+            q = q.where(t.consent_records.c.subject == subject)
+        return [{"seq": r.seq, "subject": r.subject, "purpose": r.purpose, "status": r.status, "source": r.source,
+                 "recorded_by": r.recorded_by, "recorded_at": r.recorded_at.isoformat()} for r in conn.execute(q)]
 
     # -- vocabulary -----------------------------------------------------------------------
     def vocabulary_entries(self, conn: sa.Connection) -> list[tuple[str, str, str]]:

@@ -107,3 +107,25 @@ vocabulary_entries = Table(
     Column("description", Text, nullable=False, default=""),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+consent_records = Table(
+    "consent_records", metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("dataset_id", String(32), ForeignKey("datasets.id"), nullable=False),
+    Column("subject", String(256), nullable=False),
+    Column("purpose", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("recorded_by", String(63), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+)
+
+# The latest status per (dataset, purpose, subject), kept in the same transaction as each
+# record so a query reads one indexed set instead of replaying the history.
+consent_state = Table(
+    "consent_state", metadata,
+    Column("dataset_id", String(32), ForeignKey("datasets.id"), primary_key=True),
+    Column("purpose", String(200), primary_key=True),
+    Column("subject", String(256), primary_key=True),
+    Column("status", String(16), nullable=False),
+)

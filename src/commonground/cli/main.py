@@ -17,6 +17,7 @@ from .. import bootstrap
 from ..domain.errors import BadInput, CommongroundError
 from ..services import agreements as agreement_svc
 from ..services import audit as audit_svc
+from ..services import consent as consent_svc
 from ..services import datasets as dataset_svc
 from ..services import parties as party_svc
 from ..services import queries as query_svc
@@ -34,6 +35,7 @@ agreement_app = typer.Typer(help="Agreements: propose, accept, revoke.", no_args
 template_app = typer.Typer(help="Reusable agreement templates.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident ledger.", no_args_is_help=True)
 vocabulary_app = typer.Typer(help="Purposes, data categories and subject kinds (Fideslang + the store's own).", no_args_is_help=True)
+consent_app = typer.Typer(help="Consent per subject and purpose, enforced in every query.", no_args_is_help=True)
 report_app = typer.Typer(help="Activity and the data balance sheet.", no_args_is_help=True)
 app.add_typer(party_app, name="party")
 app.add_typer(token_app, name="token")
@@ -42,6 +44,7 @@ app.add_typer(agreement_app, name="agreement")
 agreement_app.add_typer(template_app, name="template")
 app.add_typer(audit_app, name="audit")
 app.add_typer(report_app, name="report")
+app.add_typer(consent_app, name="consent")
 app.add_typer(vocabulary_app, name="vocabulary")
 
 JsonOpt = typer.Option(False, "--json", help="Machine-readable output.")
@@ -357,6 +360,44 @@ def audit_verify_proof(bundle: Path, public_key: Path = typer.Option(..., "--pub
         emit({"ok": False, "problem": str(e)}, json_out, lambda: out.print(f"proof does NOT verify: {e}"))
         raise typer.Exit(1)
     emit({"ok": True}, json_out, lambda: out.print("proof verifies"))
+
+
+# -- consent ------------------------------------------------------------------------------
+
+def _consent_change(status: str, controller: str, dataset: str, subject: str, purpose: str, json_out: bool) -> None:
+    consent_svc.record(_deps(), controller, dataset, [(subject, purpose, status)], "controller")
+    emit({"dataset": dataset, "subject": subject, "purpose": purpose, "status": status}, json_out,
+         lambda: out.print(f"consent {status}: {subject} / {purpose} on {dataset}"))
+
+
+@command(consent_app, "grant")
+def consent_grant(controller: str = AsOpt, dataset: str = typer.Option(..., "--dataset"), subject: str = typer.Option(..., "--subject"),
+                  purpose: str = typer.Option(..., "--purpose"), json_out: bool = JsonOpt) -> None:
+    """Record that a subject granted a purpose."""
+    _consent_change("granted", controller, dataset, subject, purpose, json_out)
+
+
+@command(consent_app, "withdraw")
+def consent_withdraw(controller: str = AsOpt, dataset: str = typer.Option(..., "--dataset"), subject: str = typer.Option(..., "--subject"),
+                     purpose: str = typer.Option(..., "--purpose"), json_out: bool = JsonOpt) -> None:
+    """Record that a subject withdrew a purpose; the next query already excludes them."""
+    _consent_change("withdrawn", controller, dataset, subject, purpose, json_out)
+
+
+@command(consent_app, "import")
+def consent_import(file: Path, controller: str = AsOpt, dataset: str = typer.Option(..., "--dataset"), json_out: bool = JsonOpt) -> None:
+    """Import existing consent records from CSV (subject_id,purpose,status): all or nothing."""
+    count = consent_svc.import_csv(_deps(), controller, dataset, file)
+    emit({"dataset": dataset, "records": count}, json_out, lambda: out.print(f"{count:,} consent records imported into {dataset}"))
+
+
+@command(consent_app, "show")
+def consent_show(controller: str = AsOpt, dataset: str = typer.Option(..., "--dataset"),
+                 subject: Optional[str] = typer.Option(None, "--subject"), json_out: bool = JsonOpt) -> None:
+    """The consent history of a dataset (or of one subject in it)."""
+    rows = consent_svc.history(_deps(), controller, dataset, subject)
+    emit(rows, json_out, lambda: table(f"consent on {dataset}", ["subject", "purpose", "status", "source", "at"],
+                                       [[r["subject"], r["purpose"], r["status"], r["source"], r["recorded_at"]] for r in rows]))
 
 
 # -- vocabulary ---------------------------------------------------------------------------

@@ -22,6 +22,9 @@ class TableInfo:
     rows: int = 0
     # Most rows any one subject has: a bound that lets large groups pass on a cheap COUNT.
     max_rows_per_subject: int | None = None
+    # The consent gate for this query's purpose: "opt_in" keeps only subjects in the engine's
+    # `cg_consent` set (those who granted), "opt_out" drops them (those who withdrew).
+    consent: str | None = None
 
     @property
     def key(self) -> str:
@@ -44,6 +47,7 @@ class RelationView:
 
     dataset: str  # owner.name, bound by the engine to the dataset's current file
     select_sql: str
+    consent: str | None = None  # the view reads `cg_consent`, bound to the consent set
 
     @property
     def schema_name(self) -> str:

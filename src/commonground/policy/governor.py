@@ -19,7 +19,7 @@ from ..domain.errors import BadInput, NotFound, Refused
 from . import allowlist, checks
 from .analysis import DIALECT, Analysis, Lineage, Ref, branches
 from .context import Plan, QueryContext, RelationView
-from .rewrite import rewrite
+from .rewrite import consent_predicate, rewrite
 
 RESERVED_PREFIX = "__cg"
 MAX_SQL_LENGTH = 100_000
@@ -144,8 +144,11 @@ def _agreement_for(ctx: QueryContext, dataset: str) -> AgreementState | None:
 def _own_plan(a: Analysis) -> Plan:
     views = {}
     for ref in a.refs.values():
-        cols = ", ".join(exp.to_identifier(c).sql(DIALECT) for c in ref.table.schema.names)
-        views[ref.table.key] = RelationView(ref.table.key, f"SELECT {cols} FROM cg_source")
+        select = exp.select(*[exp.column(c, quoted=True) for c in ref.table.schema.names]).from_("cg_source")
+        subject = ref.table.schema.subject_column
+        if ref.table.consent and subject:
+            select = select.where(consent_predicate(ref.table.consent, subject))
+        views[ref.table.key] = RelationView(ref.table.key, select.sql(DIALECT), ref.table.consent)
     return Plan(
         views=tuple(views.values()),
         pseudonym_keys={},

@@ -119,21 +119,30 @@ def _view(ref: Ref, own_transforms, keys: dict[str, bytes], elide: str | None) -
             for col, transform in ref.visible().items())
         if any(t.kind is TransformKind.HASH for _, t, _ in columns):
             keys[transforms.pseudonym_function(agreement_id)] = ref.agreement.hash_key
-        return RelationView(ref.table.key, _view_sql(columns, ref.table.schema.subject_column))
+        return _relation(ref, _view_sql(columns, ref.table.schema.subject_column, *_consent(ref)))
     # A hashed own key uses the agreement's function, which the foreign side registered.
     # Own columns joined to a hashed key are restricted like identifiers, so the same elision holds.
     columns = tuple(
         (col, raw, "") if _elided(t, True, aid, elide) else (col, t, aid)
         for col in ref.table.schema.names for t, aid in [own_transforms.get((ref.table.key, col), (raw, ""))])
-    return RelationView(ref.table.key, _view_sql(columns, None))
+    return _relation(ref, _view_sql(columns, None, *_consent(ref)))
 
 
 def _elided(transform: Transform, identifying: bool, agreement_id: str, elide: str | None) -> bool:
     return transform.kind is TransformKind.HASH and identifying and agreement_id == elide
 
 
+def _consent(ref: Ref) -> tuple[str | None, str | None]:
+    return ref.table.consent, ref.table.schema.subject_column if ref.table.consent else None
+
+
+def _relation(ref: Ref, select_sql: str) -> RelationView:
+    return RelationView(ref.table.key, select_sql, ref.table.consent)
+
+
 @functools.lru_cache(maxsize=1024)
-def _view_sql(columns: tuple[tuple[str, Transform, str], ...], privacy_unit: str | None) -> str:
+def _view_sql(columns: tuple[tuple[str, Transform, str], ...], privacy_unit: str | None,
+              consent: str | None = None, subject: str | None = None) -> str:
     """The view's SELECT; cached, since the same grants come back query after query."""
     projections = [
         exp.alias_(transforms.apply(transform, exp.column(col, quoted=True), agreement_id), col, quoted=True)
@@ -141,7 +150,17 @@ def _view_sql(columns: tuple[tuple[str, Transform, str], ...], privacy_unit: str
     ]
     if privacy_unit is not None:
         projections.append(exp.alias_(exp.column(privacy_unit, quoted=True), PRIVACY_UNIT, quoted=True))
-    return exp.select(*projections).from_(exp.Table(this=exp.to_identifier("cg_source"))).sql(DIALECT)
+    select = exp.select(*projections).from_(exp.Table(this=exp.to_identifier("cg_source")))
+    if consent is not None and subject is not None:
+        select = select.where(consent_predicate(consent, subject))
+    return select.sql(DIALECT)
+
+
+def consent_predicate(consent: str, subject: str) -> exp.Expression:
+    """Rows whose subject may be used for the purpose: in the granted set, or not in the withdrawn one."""
+    members = exp.select(exp.column("subject")).from_(exp.Table(this=exp.to_identifier("cg_consent")))
+    test = exp.In(this=exp.column(subject, quoted=True), query=exp.Subquery(this=members))
+    return test if consent == "opt_in" else exp.not_(test)
 
 
 # ---------------------------------------------------------------------------------------

@@ -30,6 +30,8 @@ def add_dataset(deps: Deps, owner: str, name: str, source: Path, schema_doc: Any
                     vocab.check(Kind.CATEGORY, column.category)
                 except BadInput as e:
                     raise BadInput(f"schema: column {column.name!r}: {e}") from None
+            for purpose in schema.consent_purposes:
+                vocab.check(Kind.PURPOSE, purpose)
         version = len(deps.store.versions(conn, owner, name)) + 1
     file_id = deps.new_id()
     dest = deps.home / "data" / owner / name / f"v{version}-{file_id}.parquet"

@@ -12,6 +12,7 @@ from ..domain.vocabulary import Kind
 from ..policy.context import Plan, QueryContext, TableInfo
 from ..policy.governor import govern
 from ..ports import QueryResult
+from . import consent as consent_svc
 from .agreements import agreements_in_force
 from .datasets import visible_versions
 from .deps import Deps
@@ -19,24 +20,33 @@ from .parties import require_party
 from .vocabulary import vocabulary
 
 
-def plan_query(deps: Deps, party: str, purpose: str, sql: str) -> tuple[Plan, dict[str, Path]]:
+def plan_query(deps: Deps, party: str, purpose: str, sql: str) -> tuple[Plan, dict[str, Path], dict[str, list[str]]]:
+    """Govern the query against the catalog as it is now; read the consent sets it needs."""
     with deps.store.read() as conn:
         require_party(deps, conn, party)
         vocabulary(deps, conn).check(Kind.PURPOSE, purpose)
         versions = visible_versions(deps, conn, party)
         agreements = tuple(agreements_in_force(deps, conn, party))
-    tables = {k: TableInfo(v.owner, v.name, v.schema, v.rows, v.max_rows_per_subject) for k, v in versions.items()}
-    plan = govern(sql, QueryContext(party, purpose, tables, agreements))
-    return plan, {k: deps.home / v.path for k, v in versions.items()}
+        tables = {k: TableInfo(v.owner, v.name, v.schema, v.rows, v.max_rows_per_subject,
+                               v.schema.consent.value if consent_svc.applies(v.schema, purpose) else None)
+                  for k, v in versions.items()}
+        plan = govern(sql, QueryContext(party, purpose, tables, agreements))
+        consent = {}
+        for view in plan.views:
+            if view.consent:
+                version = versions[view.dataset]
+                dataset_id = deps.store.dataset_id(conn, require_party(deps, conn, version.owner).id, version.name)
+                consent[view.dataset] = consent_svc.filter_subjects(deps, conn, dataset_id, version.schema, purpose)
+    return plan, {k: deps.home / v.path for k, v in versions.items()}, consent
 
 
 def run_query(deps: Deps, party: str, purpose: str, sql: str) -> tuple[QueryResult, Plan]:
     try:
-        plan, sources = plan_query(deps, party, purpose, sql)
+        plan, sources, consent = plan_query(deps, party, purpose, sql)
     except (Refused, NotFound) as refusal:
         _record(deps, party, purpose, {"allowed": False, "reasons": getattr(refusal, "reasons", [str(refusal)])})
         raise
-    result = deps.engine.run(plan, sources)
+    result = deps.engine.run(plan, sources, consent)
     _record(deps, party, purpose, {
         "allowed": True, "agreements": list(plan.agreements), "datasets": list(plan.datasets),
         "fields": list(plan.fields), "rows": len(result.rows), "suppressed_groups": result.suppressed_groups,
