@@ -229,3 +229,45 @@ def verify_consistency(
         raise ProofError("consistency proof does not lead to the old root")
     if sr != new_root:
         raise ProofError("consistency proof does not lead to the new root")
+
+
+class CompactRange:
+    """The right edge of a tree: the roots of its perfect subtrees, largest first.
+
+    A tree of n leaves has one perfect subtree per set bit of n, so at most log2(n) + 1
+    hashes describe everything needed to append and to compute the root. Stored beside a
+    signed tree head, it lets the next head be computed from the entries added since,
+    instead of from the whole log.
+    """
+
+    def __init__(self, size: int = 0, hashes: Sequence[bytes] = ()) -> None:
+        if len(hashes) != bin(size).count("1"):
+            raise ValueError(f"a compact range of size {size} has {bin(size).count('1')} hashes, not {len(hashes)}")
+        self.size = size
+        self.hashes = list(hashes)
+
+    def append(self, leaf: bytes) -> None:
+        self.hashes.append(leaf)
+        n = self.size
+        while n & 1:  # each trailing one of the old size is a subtree the new leaf completes
+            right = self.hashes.pop()
+            self.hashes[-1] = node_hash(self.hashes[-1], right)
+            n >>= 1
+        self.size += 1
+
+    def root(self) -> bytes:
+        if not self.hashes:
+            return EMPTY_ROOT
+        acc = self.hashes[-1]
+        for left in reversed(self.hashes[:-1]):
+            acc = node_hash(left, acc)
+        return acc
+
+    def to_bytes(self) -> bytes:
+        return b"".join(self.hashes)
+
+    @classmethod
+    def from_bytes(cls, size: int, data: bytes) -> "CompactRange":
+        if len(data) % HASH_SIZE:
+            raise ValueError("a compact range is a whole number of 32-byte hashes")
+        return cls(size, [data[i:i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)])
