@@ -129,3 +129,24 @@ def test_crash_between_change_and_commit_leaves_neither(tmp_path):
     assert party_svc.list_parties(deps) == []
     assert audit_svc.log(deps) == []
     assert audit_svc.verify(deps).ok
+
+
+def test_tampered_entry_no_longer_proves_against_the_signed_head(ledger):
+    """Heads grow from the stored frontier, so a rewritten entry fails its inclusion proof."""
+    _set_entry(ledger, 4, _entry(ledger, 4).replace("party4", "partyX"), fix_hash=True)
+    party_svc.add_party(ledger, "later")
+    ledger.caches.clear()
+    bundle = audit_svc.inclusion(ledger, 4)
+    with pytest.raises(ValueError):
+        audit_svc.verify_proof_offline(bundle, ledger.signer.public_key_pem())
+
+
+def test_signing_a_head_reads_only_new_entries(ledger, monkeypatch):
+    seen = []
+    original = ledger.store.leaf_hashes_from
+    monkeypatch.setattr(ledger.store, "leaf_hashes_from", lambda conn, start: seen.append(start) or original(conn, start))
+    party_svc.add_party(ledger, "newcomer")
+    ledger.caches.clear()
+    head = audit_svc.signed_head(ledger)
+    assert seen == [12] and head.tree_size == 13
+    assert audit_svc.verify(ledger).ok

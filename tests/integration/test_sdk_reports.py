@@ -56,12 +56,14 @@ def test_witness_detects_a_rewritten_log(store):
     brand = _client(deps, tokens["brand"])
     brand.me()
     seen = brand.last_head["tree_size"]
-    # The operator rewrites an old entry and its hash, then restarts the server.
+    # The operator rewrites an old entry and its hash, drops the stored tree heads to cover
+    # the tracks, then restarts the server, which signs a head over the rewritten log.
     with deps.store.engine.begin() as conn:
         entry = conn.execute(t.ledger_entries.select().where(t.ledger_entries.c.idx == 0)).first().entry
         forged = entry.replace("retailer", "mallory")
         conn.execute(t.ledger_entries.update().where(t.ledger_entries.c.idx == 0)
                      .values(entry=forged, leaf_hash=leaf_hash(forged.encode())))
+        conn.execute(t.tree_heads.delete())
     restarted = bootstrap.build(settings)
     party_svc.add_party(restarted, "newcomer")
     brand.http = TestClient(create_app(restarted))

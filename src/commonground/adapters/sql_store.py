@@ -105,24 +105,27 @@ class SqlStore:
         return [r["idx"] for r in rows]
 
     def ledger_size(self, conn: sa.Connection) -> int:
-        return int(conn.execute(sa.select(sa.func.count()).select_from(t.ledger_entries)).scalar_one())
+        """Entries in the log (the next index), read from the primary key's end."""
+        return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(t.ledger_entries.c.idx) + 1, 0))).scalar_one())
 
-    def leaf_hashes(self, conn: sa.Connection, upto: int | None = None) -> list[bytes]:
-        q = sa.select(t.ledger_entries.c.leaf_hash).order_by(t.ledger_entries.c.idx)
-        if upto is not None:
-            q = q.where(t.ledger_entries.c.idx < upto)
-        return [bytes(r[0]) for r in conn.execute(q)]
-
-    def insert_tree_head(self, conn: sa.Connection, size: int, root: bytes, timestamp, signature: bytes) -> None:
-        conn.execute(t.tree_heads.insert().values(tree_size=size, root_hash=root, timestamp=timestamp, signature=signature))
+    def insert_tree_head(self, conn: sa.Connection, size: int, root: bytes, timestamp, signature: bytes,
+                         frontier: bytes | None = None) -> None:
+        conn.execute(t.tree_heads.insert().values(tree_size=size, root_hash=root, timestamp=timestamp,
+                                                  signature=signature, frontier=frontier))
 
     def tree_heads(self, conn: sa.Connection) -> list[tuple[int, bytes, Any, bytes]]:
         rows = conn.execute(sa.select(t.tree_heads).order_by(t.tree_heads.c.tree_size))
         return [(int(r.tree_size), bytes(r.root_hash), r.timestamp, bytes(r.signature)) for r in rows]
 
-    def latest_tree_head(self, conn: sa.Connection) -> tuple[int, bytes, Any, bytes] | None:
+    def latest_tree_head(self, conn: sa.Connection) -> tuple[int, bytes, Any, bytes, bytes | None] | None:
         r = conn.execute(sa.select(t.tree_heads).order_by(t.tree_heads.c.tree_size.desc()).limit(1)).first()
-        return (int(r.tree_size), bytes(r.root_hash), r.timestamp, bytes(r.signature)) if r else None
+        if r is None:
+            return None
+        return int(r.tree_size), bytes(r.root_hash), r.timestamp, bytes(r.signature), bytes(r.frontier) if r.frontier else None
+
+    def leaf_hashes_from(self, conn: sa.Connection, start: int) -> list[bytes]:
+        rows = conn.execute(sa.text("SELECT leaf_hash FROM ledger_entries WHERE idx >= :s ORDER BY idx"), {"s": start})
+        return [bytes(r[0]) for r in rows]
 
     def entries(self, conn: sa.Connection, start: int = 0, limit: int | None = None) -> list[tuple[int, bytes, str]]:
         """Entries in index order. Plain SQL: verifying a million entries is dominated by this read."""

@@ -98,6 +98,8 @@ tree_heads = Table(
     Column("root_hash", LargeBinary(32), nullable=False),
     Column("timestamp", DateTime(timezone=True), nullable=False),
     Column("signature", LargeBinary, nullable=False),
+    # The roots of the perfect subtrees at this size: the next head starts from here.
+    Column("frontier", LargeBinary),
 )
 
 vocabulary_entries = Table(

@@ -13,7 +13,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from ..domain.errors import NotFound
-from ..domain.merkle import MerkleTree, ProofError, leaf_hash, verify_consistency, verify_inclusion
+from ..domain.merkle import CompactRange, MerkleTree, ProofError, leaf_hash, verify_consistency, verify_inclusion
 from .deps import Deps
 
 
@@ -55,21 +55,30 @@ def _stamp(moment: dt.datetime) -> str:
 
 
 def signed_head(deps: Deps) -> TreeHead:
-    """The head for the log as it is now; a new size is signed once and kept (append-only)."""
-    tree = _tree(deps)
+    """The head for the log as it is now; a new size is signed once and kept (append-only).
+
+    The next root is computed from the frontier stored with the last head plus the entries
+    appended since, so signing costs O(new entries), not O(log).
+    """
     cached: TreeHead | None = deps.caches.get("head")
-    if cached and cached.tree_size == len(tree):
-        return cached
     with deps.store.transaction() as conn:
+        size = deps.store.ledger_size(conn)
+        if cached and cached.tree_size == size:
+            return cached
         latest = deps.store.latest_tree_head(conn)
-        if latest and latest[0] == len(tree):
+        if latest and latest[0] == size:
             head = TreeHead(latest[0], latest[1], _stamp(latest[2]), latest[3])
         else:
+            frontier = CompactRange()
+            if latest and latest[4] is not None and latest[0] < size:
+                frontier = CompactRange.from_bytes(latest[0], latest[4])
+            for leaf in deps.store.leaf_hashes_from(conn, frontier.size):
+                frontier.append(leaf)
             now = deps.now()
-            root = tree.root()
-            head = TreeHead(len(tree), root, _stamp(now), deps.signer.sign(head_bytes(len(tree), root, _stamp(now))))
-            if not latest or latest[0] < len(tree):
-                deps.store.insert_tree_head(conn, head.tree_size, root, now, head.signature)
+            root = frontier.root()
+            head = TreeHead(size, root, _stamp(now), deps.signer.sign(head_bytes(size, root, _stamp(now))))
+            if not latest or latest[0] < size:
+                deps.store.insert_tree_head(conn, size, root, now, head.signature, frontier.to_bytes())
     deps.caches["head"] = head
     return head
 
