@@ -30,36 +30,54 @@ def data_dir() -> Path:
 
 def run_measured(cmd: Sequence[str], timeout: float | None = None, env: dict[str, str] | None = None,
                  parse_json: bool = False) -> dict[str, Any]:
-    """Like run_process, but reaps the child with os.wait4 to read its exact peak RSS."""
+    """Run a command; returns wall_s, its exact peak RSS (max_rss, bytes), cpu_s and its output.
+
+    The command is started by a small launcher process (this file, `--launch`) that reaps it
+    with os.wait4. Going through the launcher matters: Linux carries the RSS high-water mark
+    of the forking process into the child's ru_maxrss across exec, so a child forked straight
+    from a driver that has itself used a lot of memory would report the driver's peak.
+    """
     started = time.perf_counter()
-    out_path = data_dir() / f".child-{os.getpid()}-{time.monotonic_ns()}.out"
-    err_path = out_path.with_suffix(".err")
-    with open(out_path, "w") as out_f, open(err_path, "w") as err_f:
-        proc = subprocess.Popen(list(cmd), stdout=out_f, stderr=err_f, env=env)
-        deadline = None if timeout is None else started + timeout
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if deadline is not None and time.perf_counter() > deadline:
+    stamp = f"{os.getpid()}-{time.monotonic_ns()}"
+    out_path = data_dir() / f".child-{stamp}.out"
+    err_path = data_dir() / f".child-{stamp}.err"
+    usage_path = data_dir() / f".child-{stamp}.usage"
+    launcher = [sys.executable, "-S", str(Path(__file__).resolve()), "--launch", str(usage_path), "--", *map(str, cmd)]
+    try:
+        with open(out_path, "w") as out_f, open(err_path, "w") as err_f:
+            proc = subprocess.Popen(launcher, stdout=out_f, stderr=err_f, env=env)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
                 proc.kill()
-                os.wait4(proc.pid, 0)
-                raise RuntimeError(f"{' '.join(map(str, cmd[:6]))} timed out after {timeout} s")
-            time.sleep(0.01)
-    wall = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    out = out_path.read_text()
-    err = err_path.read_text()
-    out_path.unlink(missing_ok=True)
-    err_path.unlink(missing_ok=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, cmd[:6]))} failed with exit code {proc.returncode}:\n{err[-4000:]}")
-    # ru_maxrss is in KiB on Linux: the peak resident set of that child (and its waited-for children).
-    result: dict[str, Any] = {"wall_s": wall, "max_rss": usage.ru_maxrss * 1024, "stdout": out, "stderr": err}
+                proc.wait()
+                raise RuntimeError(f"{' '.join(map(str, cmd[:6]))} timed out after {timeout} s") from None
+        wall = time.perf_counter() - started
+        out = out_path.read_text()
+        err = err_path.read_text()
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(map(str, cmd[:6]))} failed with exit code {proc.returncode}:\n{err[-4000:]}")
+        usage = json.loads(usage_path.read_text())
+    finally:
+        for path in (out_path, err_path, usage_path):
+            path.unlink(missing_ok=True)
+    result: dict[str, Any] = {"wall_s": wall, "max_rss": usage["max_rss"], "cpu_s": usage["cpu_s"],
+                              "stdout": out, "stderr": err}
     if parse_json:
         lines = [line for line in out.splitlines() if line.strip()]
         result.update(json.loads(lines[-1]))
     return result
+
+
+def _launch(argv: list[str]) -> int:
+    """`_bench.py --launch USAGE_FILE -- CMD...`: run CMD, write its rusage, exit with its code."""
+    usage_path, cmd = argv[0], argv[2:]
+    proc = subprocess.Popen(cmd)
+    _, status, usage = os.wait4(proc.pid, 0)
+    with open(usage_path, "w") as f:
+        # ru_maxrss is in KiB on Linux.
+        json.dump({"max_rss": usage.ru_maxrss * 1024, "cpu_s": usage.ru_utime + usage.ru_stime}, f)
+    return os.waitstatus_to_exitcode(status)
 
 
 def child(script: str, step: str, args: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
@@ -144,13 +162,30 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     return {"nproc": os.cpu_count(), "mem_total": mem, "cpu": cpu, "python": platform.python_version(),
-            "duckdb": duckdb.__version__}
+            "duckdb": duckdb.__version__, "product_source": product_fingerprint(), "load": os.getloadavg()}
+
+
+def product_fingerprint() -> str:
+    """A short hash of the product source measured (others edit it while benchmarks run)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in sorted((ROOT / "src" / "commonground").rglob("*.py")):
+        h.update(str(path.relative_to(ROOT)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:12]
 
 
 def machine_line() -> str:
     m = machine()
     return (f"machine: {m['nproc']} CPUs ({m['cpu']}), {fmt_bytes(m['mem_total'])} RAM, "
-            f"Python {m['python']}, DuckDB {m['duckdb']}")
+            f"Python {m['python']}, DuckDB {m['duckdb']}; product source {m['product_source']}; {load_line()}")
+
+
+def load_line() -> str:
+    """Other work on the machine skews wall times; say how busy it was."""
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} (1 min), {five:.2f} (5 min)"
 
 
 def warm_file(path: Path) -> None:
@@ -163,3 +198,7 @@ def warm_file(path: Path) -> None:
 def write_json(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=2, default=str))
+
+
+if __name__ == "__main__" and len(sys.argv) > 2 and sys.argv[1] == "--launch":
+    sys.exit(_launch(sys.argv[2:]))
