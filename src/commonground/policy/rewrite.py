@@ -109,13 +109,18 @@ def _elidable_hash(refs) -> str | None:
     return ids.pop() if len(ids) == 1 else None
 
 
+# An elided hash still compares as the hash did: on the value's text, so '01' never meets 1.
+_AS_TEXT = (Transform(TransformKind.RAW), "=text")
+
+
 def _view(ref: Ref, own_transforms, keys: dict[str, bytes], elide: str | None) -> RelationView:
     raw = Transform(TransformKind.RAW)
     if ref.agreement is not None:
         agreement_id = ref.agreement.id
         schema = ref.table.schema
         columns = tuple(
-            (col, raw if _elided(transform, schema.column(col).role.identifying, agreement_id, elide) else transform, agreement_id)
+            (col, *_AS_TEXT) if _elided(transform, schema.column(col).role.identifying, agreement_id, elide)
+            else (col, transform, agreement_id)
             for col, transform in ref.visible().items())
         if any(t.kind is TransformKind.HASH for _, t, _ in columns):
             keys[transforms.pseudonym_function(agreement_id)] = ref.agreement.hash_key
@@ -123,7 +128,7 @@ def _view(ref: Ref, own_transforms, keys: dict[str, bytes], elide: str | None) -
     # A hashed own key uses the agreement's function, which the foreign side registered.
     # Own columns joined to a hashed key are restricted like identifiers, so the same elision holds.
     columns = tuple(
-        (col, raw, "") if _elided(t, True, aid, elide) else (col, t, aid)
+        (col, *_AS_TEXT) if _elided(t, True, aid, elide) else (col, t, aid)
         for col in ref.table.schema.names for t, aid in [own_transforms.get((ref.table.key, col), (raw, ""))])
     return _relation(ref, _view_sql(columns, None, *_consent(ref)))
 
@@ -145,7 +150,8 @@ def _view_sql(columns: tuple[tuple[str, Transform, str], ...], privacy_unit: str
               consent: str | None = None, subject: str | None = None) -> str:
     """The view's SELECT; cached, since the same grants come back query after query."""
     projections = [
-        exp.alias_(transforms.apply(transform, exp.column(col, quoted=True), agreement_id), col, quoted=True)
+        exp.alias_(exp.cast(exp.column(col, quoted=True), "VARCHAR") if (transform, agreement_id) == _AS_TEXT
+                   else transforms.apply(transform, exp.column(col, quoted=True), agreement_id), col, quoted=True)
         for col, transform, agreement_id in columns
     ]
     if privacy_unit is not None:
