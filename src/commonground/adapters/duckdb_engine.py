@@ -15,9 +15,6 @@ from typing import Mapping, Sequence
 
 import duckdb
 import pyarrow as pa
-import sqlglot
-from sqlglot import exp
-
 from ..domain.errors import BadInput
 from ..policy.context import Plan
 from ..policy.transforms import hmac_sql
@@ -100,12 +97,11 @@ class DuckDBEngine:
                 con.register(f"cg_consent_arrow_{i}", subjects)
                 con.execute(f"CREATE TEMP TABLE cg_consent_{i} AS SELECT DISTINCT subject FROM cg_consent_arrow_{i}")
                 con.unregister(f"cg_consent_arrow_{i}")
-            select = sqlglot.parse_one(view.select_sql, read="duckdb")
-            for table in select.find_all(exp.Table):
-                if table.name in ("cg_source", "cg_consent"):
-                    table.set("this", exp.to_identifier(f"{'cg_src' if table.name == 'cg_source' else 'cg_consent'}_{i}"))
+            # The governor writes the placeholders as plain `FROM cg_source` / `FROM cg_consent`
+            # (names no dataset or column can take), so binding them needs no re-parse.
+            select = view.select_sql.replace("FROM cg_source", f"FROM cg_src_{i}").replace("FROM cg_consent", f"FROM cg_consent_{i}")
             con.execute(f'CREATE SCHEMA IF NOT EXISTS "{view.schema_name}"')
-            con.execute(f'CREATE VIEW "{view.schema_name}"."{view.table_name}" AS {select.sql("duckdb")}')
+            con.execute(f'CREATE VIEW "{view.schema_name}"."{view.table_name}" AS {select}')
 
     def _execute(self, con: duckdb.DuckDBPyConnection, plan: Plan) -> QueryResult:
         if not plan.governed:

@@ -14,8 +14,6 @@ from typing import Any, Iterator
 
 import orjson
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import event
 
 from ..domain.merkle import leaf_hash
@@ -54,20 +52,25 @@ class SqlStore:
 
         @event.listens_for(self.engine, "begin")
         def _begin(conn):  # pragma: no cover - driver hook
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers take the write lock up front so they serialise instead of deadlocking;
+            # readers take none and never wait behind a writer (WAL).
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("cg_read_only") else "BEGIN IMMEDIATE")
 
     def migrate(self, revision: str = "head") -> None:
-        self._alembic(command.upgrade, revision)
+        self._alembic("upgrade", revision)
 
     def downgrade(self, revision: str = "base") -> None:
-        self._alembic(command.downgrade, revision)
+        self._alembic("downgrade", revision)
 
-    def _alembic(self, action, revision: str) -> None:
+    def _alembic(self, action: str, revision: str) -> None:
+        from alembic import command  # imported here: every CLI command pays for module imports
+        from alembic.config import Config
+
         with self.engine.begin() as conn:
             cfg = Config()
             cfg.set_main_option("script_location", str(MIGRATIONS))
             cfg.attributes["connection"] = conn
-            action(cfg, revision)
+            getattr(command, action)(cfg, revision)
 
     def is_initialised(self) -> bool:
         return sa.inspect(self.engine).has_table("parties")
@@ -79,7 +82,7 @@ class SqlStore:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sa.Connection]:
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(cg_read_only=True) as conn:
             yield conn
 
     def dispose(self) -> None:
@@ -126,6 +129,12 @@ class SqlStore:
     def leaf_hashes_from(self, conn: sa.Connection, start: int) -> list[bytes]:
         rows = conn.execute(sa.text("SELECT leaf_hash FROM ledger_entries WHERE idx >= :s ORDER BY idx"), {"s": start})
         return [bytes(r[0]) for r in rows]
+
+    def iter_entries(self, conn: sa.Connection, chunk: int = 50_000) -> Iterator[list[tuple[int, bytes, str]]]:
+        """All entries in index order, a chunk at a time, so verifying a large log stays small in memory."""
+        cursor = conn.exec_driver_sql("SELECT idx, leaf_hash, entry FROM ledger_entries ORDER BY idx")
+        while rows := cursor.fetchmany(chunk):
+            yield [(idx, bytes(h), e) for idx, h, e in rows]
 
     def entries(self, conn: sa.Connection, start: int = 0, limit: int | None = None) -> list[tuple[int, bytes, str]]:
         """Entries in index order. Plain SQL: verifying a million entries is dominated by this read."""

@@ -123,6 +123,19 @@ def check_witness(old: TreeHead, new: TreeHead, proof: list[bytes]) -> None:
     verify_consistency(old.tree_size, new.tree_size, proof, old.root_hash, new.root_hash)
 
 
+def _entry_problem(expected: int, idx: int, stored_hash: bytes, entry: str) -> str | None:
+    if idx != expected:
+        return f"entry index {idx} found where {expected} was expected (deleted or inserted entry)"
+    if leaf_hash(entry.encode()) != stored_hash:
+        return "stored leaf hash does not match the entry (modified entry)"
+    try:
+        if orjson.loads(entry).get("index") != idx:
+            return "entry records a different index (reordered entry)"
+    except (orjson.JSONDecodeError, AttributeError):
+        return "entry is not a JSON object"
+    return None
+
+
 @dataclass(frozen=True)
 class VerifyReport:
     entries: int
@@ -134,25 +147,16 @@ class VerifyReport:
 
 def verify(deps: Deps) -> VerifyReport:
     """Recompute every leaf from the stored entry and the root; name the first bad index."""
+    tree = MerkleTree()
+    expected = 0
     with deps.store.read() as conn:
-        rows = deps.store.entries(conn)
-    hashes = []
-    for expected, (idx, stored_hash, entry) in enumerate(rows):
-        problem = None
-        if idx != expected:
-            problem = f"entry index {idx} found where {expected} was expected (deleted or inserted entry)"
-        elif leaf_hash(entry.encode()) != stored_hash:
-            problem = "stored leaf hash does not match the entry (modified entry)"
-        else:
-            try:
-                if orjson.loads(entry).get("index") != idx:
-                    problem = "entry records a different index (reordered entry)"
-            except (orjson.JSONDecodeError, AttributeError):
-                problem = "entry is not a JSON object"
-        if problem:
-            return VerifyReport(len(rows), False, expected, problem, "")
-        hashes.append(stored_hash)
-    tree = MerkleTree(hashes)
+        for chunk in deps.store.iter_entries(conn):
+            for idx, stored_hash, entry in chunk:
+                problem = _entry_problem(expected, idx, stored_hash, entry)
+                if problem:
+                    return VerifyReport(expected, False, expected, problem, "")
+                expected += 1
+            tree.extend(h for _, h, _ in chunk)
     root = tree.root()
     with deps.store.read() as conn:
         heads = deps.store.tree_heads(conn)
@@ -161,12 +165,13 @@ def verify(deps: Deps) -> VerifyReport:
         try:
             public.verify(signature, head_bytes(size, head_root, _stamp(stamp)))  # type: ignore[call-arg]
         except InvalidSignature:
-            return VerifyReport(len(rows), False, None, f"signed tree head for size {size} has a bad signature", root.hex())
-        if size > len(rows):
-            return VerifyReport(len(rows), False, len(rows), f"log truncated: a signed tree head covers {size} entries", root.hex())
+            return VerifyReport(expected, False, None, f"signed tree head for size {size} has a bad signature", root.hex())
+        if size > expected:
+            return VerifyReport(expected, False, expected, f"log truncated: a signed tree head covers {size} entries", root.hex())
         if tree.root(size) != head_root:
-            return VerifyReport(len(rows), False, _first_divergence(tree, heads, size), f"log no longer matches the signed tree head for size {size}", root.hex())
-    return VerifyReport(len(rows), True, None, None, root.hex())
+            return VerifyReport(expected, False, _first_divergence(tree, heads, size),
+                                f"log no longer matches the signed tree head for size {size}", root.hex())
+    return VerifyReport(expected, True, None, None, root.hex())
 
 
 def _first_divergence(tree: MerkleTree, heads, size: int) -> int | None:
