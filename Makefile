@@ -25,9 +25,12 @@ test: install
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
+## Long benchmarks, outside the test run (figures in docs/benchmarks.md)
 bench: install
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/governed_query.py
+	$(BIN)/python benchmarks/ledger.py --api append_entries
+	$(BIN)/python benchmarks/consent_filter.py
 
 clean:
 	rm -rf $(VENV) $(HOME_DIR) test-artifacts

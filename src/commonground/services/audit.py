@@ -40,12 +40,13 @@ def head_bytes(size: int, root: bytes, timestamp: str) -> bytes:
     return f"commonground-tree-head\n{size}\n{base64.b64encode(root).decode()}\n{timestamp}\n".encode()
 
 
-def _tree(deps: Deps) -> MerkleTree:
+def _tree(deps: Deps, conn=None) -> MerkleTree:
     """The in-process tree, extended with entries appended since it was last read."""
     tree: MerkleTree = deps.caches.setdefault("merkle", MerkleTree())
-    with deps.store.read() as conn:
-        new = [h for _, h, _ in deps.store.entries(conn, start=len(tree))]
-    tree.extend(new)
+    if conn is None:
+        with deps.store.read() as conn:
+            return _tree(deps, conn)
+    tree.extend(deps.store.leaf_hashes_from(conn, len(tree)))
     return tree
 
 
@@ -61,10 +62,12 @@ def signed_head(deps: Deps) -> TreeHead:
     appended since, so signing costs O(new entries), not O(log).
     """
     cached: TreeHead | None = deps.caches.get("head")
+    if cached is not None:
+        with deps.store.read() as conn:  # the common case: nothing new, no write lock taken
+            if deps.store.ledger_size(conn) == cached.tree_size:
+                return cached
     with deps.store.transaction() as conn:
         size = deps.store.ledger_size(conn)
-        if cached and cached.tree_size == size:
-            return cached
         latest = deps.store.latest_tree_head(conn)
         if latest and latest[0] == size:
             head = TreeHead(latest[0], latest[1], _stamp(latest[2]), latest[3])
@@ -84,11 +87,12 @@ def signed_head(deps: Deps) -> TreeHead:
 
 
 def inclusion(deps: Deps, index: int) -> dict[str, Any]:
+    """An entry, its inclusion proof and the signed head it proves against."""
     head = signed_head(deps)
-    tree = _tree(deps)
     if not 0 <= index < head.tree_size:
         raise NotFound(f"no ledger entry {index}")
     with deps.store.read() as conn:
+        tree = _tree(deps, conn)
         (_, _, entry), = deps.store.entries(conn, start=index, limit=1)
     proof = tree.inclusion_proof(index, head.tree_size)
     return {"index": index, "entry": entry, "proof": [base64.b64encode(p).decode() for p in proof],
