@@ -179,7 +179,7 @@ def _governed_plan(a: Analysis) -> Plan:
     # Qualify rebuilds tables; remember references by position in a walk.
     order = [a.refs[id(t)] for t in a.tree.find_all(exp.Table) if id(t) in a.refs]
     try:
-        tree = qualify(a.tree.copy(), schema=schema, dialect=DIALECT, validate_qualify_columns=True,
+        tree = qualify(a.tree, schema=schema, dialect=DIALECT, validate_qualify_columns=True,
                        quote_identifiers=True, identify=True)
     except OptimizeError as e:
         raise Refused([f"columns: {_column_error(e, refs)}"]) from None
