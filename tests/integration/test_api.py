@@ -119,3 +119,11 @@ def test_every_response_carries_a_signed_tree_head_a_client_can_witness(api):
 def test_openapi_is_served(api):
     client, *_ = api
     assert "/v1/query" in client.get("/openapi.json").json()["paths"]
+
+
+def test_error_codes_match_the_cli(api):
+    client, tokens, *_ = api
+    missing = client.get("/v1/datasets/retailer/nothing", headers=auth(tokens["brand"]))
+    assert missing.json()["error"] == "not_found"
+    bad = client.post("/v1/agreements", headers=auth(tokens["retailer"]), json={"document": {"name": "x"}})
+    assert bad.status_code == 400 and bad.json()["error"] == "bad_input" and "missing key" in bad.json()["message"]

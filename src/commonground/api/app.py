@@ -53,7 +53,7 @@ def create_app(deps: Deps) -> FastAPI:
         if isinstance(exc, Refused):
             body: dict[str, Any] = {"error": "refused", "reasons": exc.reasons}
         else:
-            body = {"error": type(exc).__name__.lower(), "message": str(exc)}
+            body = {"error": exc.code, "message": str(exc)}
         headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
         return JSONResponse(body, status_code=exc.http_status, headers=headers)
 

@@ -41,8 +41,7 @@ def fail(error: CommongroundError, as_json: bool) -> int:
             for reason in error.reasons:
                 err.print(f"  - {reason}", markup=False, highlight=False)
     else:
-        kind = {2: "bad input", 4: "not found"}.get(error.exit_code, "error")
         if as_json:
-            sys.stdout.write(json.dumps({"error": kind.replace(" ", "_"), "message": str(error)}) + "\n")
+            sys.stdout.write(json.dumps({"error": error.code, "message": str(error)}) + "\n")
         err.print(f"error: {error}", markup=False, highlight=False)
     return error.exit_code

@@ -15,25 +15,30 @@ from __future__ import annotations
 class CommongroundError(Exception):
     exit_code = 1
     http_status = 500
+    code = "error"  # the `error` field of JSON answers, the same in the CLI and the API
 
 
 class BadInput(CommongroundError):
     exit_code = 2
     http_status = 400
+    code = "bad_input"
 
 
 class Conflict(BadInput):
     http_status = 409
+    code = "conflict"
 
 
 class NotFound(CommongroundError):
     exit_code = 4
     http_status = 404
+    code = "not_found"
 
 
 class Unauthenticated(CommongroundError):
     exit_code = 4
     http_status = 401
+    code = "unauthenticated"
 
 
 class Refused(CommongroundError):
@@ -41,6 +46,7 @@ class Refused(CommongroundError):
 
     exit_code = 3
     http_status = 403
+    code = "refused"
 
     def __init__(self, reasons: list[str]):
         self.reasons = list(reasons)
