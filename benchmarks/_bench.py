@@ -7,6 +7,8 @@ The child prints one JSON object as its last stdout line.
 
 from __future__ import annotations
 
+import argparse
+
 import json
 import os
 import platform
@@ -202,3 +204,34 @@ def write_json(path: Path, obj: Any) -> None:
 
 if __name__ == "__main__" and len(sys.argv) > 2 and sys.argv[1] == "--launch":
     sys.exit(_launch(sys.argv[2:]))
+
+
+class TimedConnection:
+    """Wraps a DuckDB connection and records how long each execute() takes, by statement."""
+
+    def __init__(self, con, log: list):
+        self._con = con
+        self._log = log
+
+    def execute(self, query, *params):
+        t0 = time.perf_counter()
+        try:
+            return self._con.execute(query, *params)
+        finally:
+            self._log.append((" ".join(str(query).split()), time.perf_counter() - t0))
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
+
+
+def add_child_arguments(parser) -> None:
+    """The hidden flags a script uses to run one measured step in a child process."""
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--child-args", help=argparse.SUPPRESS)
+
+
+def run_child_if_asked(args, children: dict) -> bool:
+    if not args.child:
+        return False
+    emit_child_result(children[args.child](json.loads(args.child_args)))
+    return True

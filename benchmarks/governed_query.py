@@ -189,20 +189,6 @@ def context(meta: dict):
 # children
 
 
-class _TimedConnection:
-    def __init__(self, con, log: list):
-        self._con = con
-        self._log = log
-
-    def execute(self, query, *params):
-        t0 = time.perf_counter()
-        try:
-            return self._con.execute(query, *params)
-        finally:
-            self._log.append((" ".join(str(query).split()), time.perf_counter() - t0))
-
-    def __getattr__(self, name):
-        return getattr(self._con, name)
 
 
 def _step_label(q: str) -> str:
@@ -251,7 +237,7 @@ def child_run(args: dict) -> dict:
 
         class Engine(DuckDBEngine):
             def _connect(self, srcs):
-                return _TimedConnection(super()._connect(srcs), log)
+                return B.TimedConnection(super()._connect(srcs), log)
 
         engine = Engine(memory_limit=args["memory"], threads=threads)
         for _ in range(args["repeat"]):
@@ -384,11 +370,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--memory", default="4GB", help="DuckDB memory_limit for both (the engine's default)")
     p.add_argument("--no-ablations", action="store_true", help="skip the attribution runs")
-    p.add_argument("--child", help=argparse.SUPPRESS)
-    p.add_argument("--child-args", help=argparse.SUPPRESS)
+    B.add_child_arguments(p)
     a = p.parse_args()
-    if a.child:
-        B.emit_child_result(CHILDREN[a.child](json.loads(a.child_args)))
+    if B.run_child_if_asked(a, CHILDREN):
         return
     recipient_rows = a.recipient_rows or max(a.rows // 5, 10)
     print(B.machine_line() + f"; threads={a.threads}, memory_limit={a.memory}")

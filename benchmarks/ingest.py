@@ -107,22 +107,6 @@ def child_duckdb_copy(args: dict) -> dict:
     return {"seconds": seconds, "cpu": cpu, "rows": rows, "bytes": size}
 
 
-class _TimedConnection:
-    """Wraps a DuckDB connection and records how long each execute() takes."""
-
-    def __init__(self, con, log: list):
-        self._con = con
-        self._log = log
-
-    def execute(self, query, *params):
-        t0 = time.perf_counter()
-        try:
-            return self._con.execute(query, *params)
-        finally:
-            self._log.append((query, time.perf_counter() - t0))
-
-    def __getattr__(self, name):
-        return getattr(self._con, name)
 
 
 def child_ingest_api(args: dict) -> dict:
@@ -138,7 +122,7 @@ def child_ingest_api(args: dict) -> dict:
     steps: list = []
     if args.get("profile"):
         original_connect = ParquetIngest._connect
-        ParquetIngest._connect = lambda self: _TimedConnection(original_connect(self), steps)  # type: ignore[method-assign]
+        ParquetIngest._connect = lambda self: B.TimedConnection(original_connect(self), steps)  # type: ignore[method-assign]
         original_sha = ingest_mod._sha256
 
         def timed_sha(path):
@@ -236,11 +220,9 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=3, help="runs per contender; the median is reported")
     p.add_argument("--no-cli", action="store_true", help="skip the CLI `dataset add` runs")
     p.add_argument("--no-profile", action="store_true", help="skip the per-step profile and COPY variants")
-    p.add_argument("--child", help=argparse.SUPPRESS)
-    p.add_argument("--child-args", help=argparse.SUPPRESS)
+    B.add_child_arguments(p)
     a = p.parse_args()
-    if a.child:
-        B.emit_child_result(CHILDREN[a.child](json.loads(a.child_args)))
+    if B.run_child_if_asked(a, CHILDREN):
         return
 
     print(B.machine_line())

@@ -326,11 +326,9 @@ def main() -> None:
     p.add_argument("--verify-repeat", type=int, default=3, help="full verifies (each in its own process); median reported")
     p.add_argument("--no-reference", action="store_true", help="skip the non-product append reference points")
     p.add_argument("--keep", action="store_true", help="keep the temporary home")
-    p.add_argument("--child", help=argparse.SUPPRESS)
-    p.add_argument("--child-args", help=argparse.SUPPRESS)
+    B.add_child_arguments(p)
     a = p.parse_args()
-    if a.child:
-        B.emit_child_result(CHILDREN[a.child](json.loads(a.child_args)))
+    if B.run_child_if_asked(a, CHILDREN):
         return
     print(B.machine_line(), flush=True)
     home = Path(tempfile.mkdtemp(prefix="ledger-", dir=B.data_dir()))

@@ -16,6 +16,7 @@ from .adapters.duckdb_engine import DuckDBEngine
 from .adapters.ingest import ParquetIngest
 from .adapters.keys import FileSigner
 from .adapters.store import Store
+from .adapters.tables import SCHEMA_REVISION
 from .domain.errors import BadInput
 from .services.deps import Deps
 
@@ -71,8 +72,11 @@ def init_store(deps: Deps) -> None:
 
 
 def open_store(deps: Deps) -> Deps:
+    """An existing store, upgraded to this version's metadata schema if it is behind."""
     if not deps.home.exists() or not deps.store.is_initialised():
         raise BadInput(f"no store at {deps.home}: run `commonground init` first (or set --home / COMMONGROUND_HOME)")
+    if deps.store.schema_revision() != SCHEMA_REVISION:
+        deps.store.migrate()
     return deps
 
 

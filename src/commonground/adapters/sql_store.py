@@ -8,7 +8,6 @@ transaction lock) so concurrent writers never race for the next index.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -71,6 +70,13 @@ class SqlStore:
             cfg.set_main_option("script_location", str(MIGRATIONS))
             cfg.attributes["connection"] = conn
             getattr(command, action)(cfg, revision)
+
+    def schema_revision(self) -> str | None:
+        """The Alembic revision the database is at (None before the first migration)."""
+        if not sa.inspect(self.engine).has_table("alembic_version"):
+            return None
+        with self.engine.connect() as conn:
+            return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
 
     def is_initialised(self) -> bool:
         return sa.inspect(self.engine).has_table("parties")

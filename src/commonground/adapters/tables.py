@@ -10,6 +10,9 @@ from sqlalchemy import (BigInteger, Column, DateTime, ForeignKey, Integer, Large
 
 metadata = MetaData()
 
+# The newest migration in adapters/migrations/versions; a store behind it is upgraded on open.
+SCHEMA_REVISION = "0004"
+
 parties = Table(
     "parties", metadata,
     Column("id", String(32), primary_key=True),

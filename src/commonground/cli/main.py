@@ -357,8 +357,9 @@ def audit_verify_proof(bundle: Path, public_key: Path = typer.Option(..., "--pub
     try:
         audit_svc.verify_proof_offline(data, key)
     except (ValueError, KeyError, TypeError) as e:
-        emit({"ok": False, "problem": str(e)}, json_out, lambda: out.print(f"proof does NOT verify: {e}"))
-        raise typer.Exit(1)
+        problem = str(e)
+        emit({"ok": False, "problem": problem}, json_out, lambda: out.print(f"proof does NOT verify: {problem}"))
+        raise typer.Exit(1) from None
     emit({"ok": True}, json_out, lambda: out.print("proof verifies"))
 
 
