@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
-import json
 import random
 import shutil
 import sqlite3
@@ -236,7 +235,7 @@ def child_proof(args: dict) -> dict:
 
 
 def child_verify(args: dict) -> dict:
-    from commonground.domain.merkle import MerkleTree, leaf_hash
+    from commonground.domain.merkle import leaf_hash
     from commonground.services import audit
 
     deps = deps_for(Path(args["home"]))
@@ -266,9 +265,8 @@ def child_verify(args: dict) -> dict:
         out["profile"] = {"profiled_s": profiled_s, "top": top[:10]}
         t0 = time.perf_counter()
         with sqlite3.connect(Path(args["home"]) / "metadata.db") as con:
-            raw = con.execute("SELECT idx, leaf_hash, entry FROM ledger_entries ORDER BY idx").fetchall()
+            con.execute("SELECT idx, leaf_hash, entry FROM ledger_entries ORDER BY idx").fetchall()
         out["sqlite_fetch_s"] = time.perf_counter() - t0
-        del raw
         rows = rows_for_reference(Path(args["home"]))
         t0 = time.perf_counter()
         for _, stored, e in rows:
@@ -350,7 +348,6 @@ def main() -> None:
             if target != home:
                 shutil.rmtree(target, ignore_errors=True)
         app = appends[apis[-1]]
-        rate = a.entries / app["seconds"]
         ref = None
         if not a.no_reference:
             ref = B.child(SCRIPT, "append_reference", {"home": str(home / "ref"), "entries": a.entries, "batch": a.batch},
