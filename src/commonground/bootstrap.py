@@ -11,8 +11,8 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from .adapters.duckdb_engine import DuckDBEngine
 from .adapters.ingest import ParquetIngest
 from .adapters.keys import FileSigner
 from .adapters.store import Store
@@ -22,6 +22,21 @@ from .services.deps import Deps
 
 DEFAULT_HOME = ".commonground"
 DEFAULT_MAX_UPLOAD = 20 * 1024**3
+
+
+class LazyEngine:
+    """The DuckDB engine, made on the first query: most commands never query, and importing the
+    engine (DuckDB, Arrow, SQLGlot) is a third of every command's start-up."""
+
+    def __init__(self, **settings: Any) -> None:
+        self._settings = settings
+        self._engine: Any = None
+
+    def run(self, plan: Any, sources: Any, consent: Any = None) -> Any:
+        if self._engine is None:
+            from .adapters.duckdb_engine import DuckDBEngine
+            self._engine = DuckDBEngine(**self._settings)
+        return self._engine.run(plan, sources, consent)
 
 
 class SystemClock:
@@ -55,7 +70,7 @@ def build(settings: Settings, clock=None) -> Deps:
         store=Store(settings.database_url),
         clock=clock or SystemClock(),
         ingest=ParquetIngest(settings.home, settings.max_upload_bytes),
-        engine=DuckDBEngine(memory_limit=settings.query_memory, timeout_s=settings.query_timeout_s),
+        engine=LazyEngine(memory_limit=settings.query_memory, timeout_s=settings.query_timeout_s),
         signer=FileSigner(settings.home / "keys" / "ledger-ed25519.pem"),
         new_id=lambda: uuid.uuid4().hex,
         new_secret=lambda: "cg_" + secrets.token_urlsafe(32),

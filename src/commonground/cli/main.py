@@ -20,7 +20,6 @@ from ..services import audit as audit_svc
 from ..services import consent as consent_svc
 from ..services import datasets as dataset_svc
 from ..services import parties as party_svc
-from ..services import queries as query_svc
 from ..services import reports as report_svc
 from ..services import vocabulary as vocabulary_svc
 from ..services.deps import Deps
@@ -289,6 +288,8 @@ def query(sql: str, party: str = AsOpt, purpose: str = typer.Option(..., "--purp
           explain: bool = typer.Option(False, "--explain", help="Show the governed SQL instead of running it."),
           json_out: bool = JsonOpt) -> None:
     """Run clean-room SQL over tables named owner.dataset, as a party, for a purpose."""
+    from ..services import queries as query_svc  # the governor (SQLGlot) loads only for queries
+
     deps = _deps()
     if explain:
         plan = query_svc.explain_query(deps, party, purpose, sql)
