@@ -73,7 +73,7 @@ def _group_query(select: exp.Select, units: PrivacyUnits, columns: list[str], k:
     inner = select.copy()
     for arg in ("order", "limit", "offset"):
         inner.set(arg, None)
-    inner.set("expressions", [exp.alias_(p.unalias(), c, quoted=True) for p, c in zip(inner.selects, columns)]
+    inner.set("expressions", [exp.alias_(p.unalias(), c, quoted=True, copy=False) for p, c in zip(inner.selects, columns)]
               + [exp.column(_THRESHOLD, quoted=True)])
     template = inner.sql(DIALECT, copy=False)
     placeholder = exp.column(_THRESHOLD, quoted=True).sql(DIALECT)
@@ -220,7 +220,7 @@ def _export_units(scope: Scope, node: exp.Select, units: PrivacyUnits, lineage: 
     for n, (expression, bound) in enumerate(units):
         # Branches of a set operation line their units up by position, so they share names.
         name = f"{PRIVACY_UNIT}_{n}" if _in_set_operation(node) else f"{PRIVACY_UNIT}_{index}_{n}"
-        node.select(exp.alias_(expression.copy(), name, quoted=True), copy=False)
+        node.select(exp.alias_(expression.copy(), name, quoted=True, copy=False), copy=False)
         if grouped and not node.args.get("distinct"):
             node.group_by(expression.copy(), copy=False)
         names.append((name, 1 if per_subject else bound))
@@ -321,13 +321,16 @@ def _joined_on(select: exp.Expression, alias: str, column: str) -> bool:
 def _threshold(units: PrivacyUnits, k: int, exact: bool) -> list[exp.Expression]:
     """`__cg_ok` (every unit has >= k subjects) and `__cg_unsure` (the row-count bound cannot tell)."""
     if exact:
-        ok = exp.and_(*[exp.GTE(this=exp.Count(this=exp.Distinct(expressions=[u.copy()])), expression=exp.Literal.number(k)) for u, _ in units])
+        ok = exp.and_(*[exp.GTE(this=exp.Count(this=exp.Distinct(expressions=[u.copy()])), expression=exp.Literal.number(k))
+                        for u, _ in units], copy=False)
         unsure: exp.Expression = exp.false()
     else:
-        ok = exp.and_(*[exp.GTE(this=exp.Count(this=u.copy()), expression=exp.Literal.number(k * (m or 1))) for u, m in units])
-        possible = exp.and_(*[exp.GTE(this=exp.Count(this=u.copy()), expression=exp.Literal.number(k)) for u, _ in units])
-        unsure = exp.and_(exp.not_(ok.copy()), possible)
-    return [exp.alias_(ok, "__cg_ok", quoted=True), exp.alias_(unsure, "__cg_unsure", quoted=True)]
+        ok = exp.and_(*[exp.GTE(this=exp.Count(this=u.copy()), expression=exp.Literal.number(k * (m or 1)))
+                        for u, m in units], copy=False)
+        possible = exp.and_(*[exp.GTE(this=exp.Count(this=u.copy()), expression=exp.Literal.number(k)) for u, _ in units],
+                            copy=False)
+        unsure = exp.and_(exp.not_(ok.copy(), copy=False), possible, copy=False)
+    return [exp.alias_(ok, "__cg_ok", quoted=True, copy=False), exp.alias_(unsure, "__cg_unsure", quoted=True, copy=False)]
 
 
 # ---------------------------------------------------------------------------------------
