@@ -290,6 +290,10 @@ NEUTRALISED = [
     ("left-join-own-rows-do-not-count", "brand",
      "select c.loyalty_tier, count(*) from brand.customers c left join retailer.purchases p on p.customer_id = c.customer_id group by 1",
      "select c.loyalty_tier, count(distinct p.customer_id) from customers c left join purchases p on p.customer_id = c.customer_id group by 1", 1),
+    ("left-join-rows-without-subject-hidden-in-a-cte", "brand",
+     "with t as (select c.loyalty_tier, p.spend from brand.customers c left join retailer.purchases p "
+     "on p.customer_id = c.customer_id) select loyalty_tier, count(*) from t group by 1",
+     "select c.loyalty_tier, count(distinct p.customer_id) from customers c left join purchases p on p.customer_id = c.customer_id group by 1", 1),
     ("rare-diagnosis", "insurer",
      "select diagnosis, count(*), avg(cost) from clinic.visits group by diagnosis",
      "select diagnosis, count(distinct patient_id) from visits group by 1", 1),

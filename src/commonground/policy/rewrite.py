@@ -79,8 +79,11 @@ def _group_query(select: exp.Select, units: PrivacyUnits, columns: list[str], k:
     placeholder = exp.column(_THRESHOLD, quoted=True).sql(DIALECT)
     assert template.count(placeholder) == 1
 
+    rows_are_units = _reads_one_dataset(select)
+
     def fill(exact: bool) -> str:
-        return template.replace(placeholder, ", ".join(e.sql(DIALECT) for e in _threshold(units, k, exact)))
+        threshold = _threshold(units, k, exact, rows_are_units)
+        return template.replace(placeholder, ", ".join(e.sql(DIALECT) for e in threshold))
     fast = fill(exact=False) if all(m is not None for _, m in units) else None
     return GroupQuery(fast, fill(exact=True))
 
@@ -318,17 +321,27 @@ def _joined_on(select: exp.Expression, alias: str, column: str) -> bool:
     return False
 
 
-def _threshold(units: PrivacyUnits, k: int, exact: bool) -> list[exp.Expression]:
+def _reads_one_dataset(select: exp.Select) -> bool:
+    """A SELECT straight from one dataset (`owner.dataset`, not a CTE, which could hold outer-join
+    rows without a subject), no joins: every row carries its subject, never null since ingest
+    refuses such rows, so COUNT(*) equals COUNT(subject) and the subject column need not be read."""
+    source = select.args.get("from_")
+    return (not select.args.get("joins") and source is not None and isinstance(source.this, exp.Table)
+            and bool(source.this.args.get("db")))
+
+
+def _threshold(units: PrivacyUnits, k: int, exact: bool, rows_are_units: bool = False) -> list[exp.Expression]:
     """`__cg_ok` (every unit has >= k subjects) and `__cg_unsure` (the row-count bound cannot tell)."""
+
+    def rows(u: exp.Expression) -> exp.Expression:
+        return exp.Count(this=exp.Star()) if rows_are_units else exp.Count(this=u.copy())
     if exact:
         ok = exp.and_(*[exp.GTE(this=exp.Count(this=exp.Distinct(expressions=[u.copy()])), expression=exp.Literal.number(k))
                         for u, _ in units], copy=False)
         unsure: exp.Expression = exp.false()
     else:
-        ok = exp.and_(*[exp.GTE(this=exp.Count(this=u.copy()), expression=exp.Literal.number(k * (m or 1)))
-                        for u, m in units], copy=False)
-        possible = exp.and_(*[exp.GTE(this=exp.Count(this=u.copy()), expression=exp.Literal.number(k)) for u, _ in units],
-                            copy=False)
+        ok = exp.and_(*[exp.GTE(this=rows(u), expression=exp.Literal.number(k * (m or 1))) for u, m in units], copy=False)
+        possible = exp.and_(*[exp.GTE(this=rows(u), expression=exp.Literal.number(k)) for u, _ in units], copy=False)
         unsure = exp.and_(exp.not_(ok.copy(), copy=False), possible, copy=False)
     return [exp.alias_(ok, "__cg_ok", quoted=True, copy=False), exp.alias_(unsure, "__cg_unsure", quoted=True, copy=False)]
 
