@@ -16,9 +16,8 @@ import httpx
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from .domain.merkle import ProofError, verify_consistency
-
-TREE_HEAD_HEADER = "X-Commonground-Tree-Head"
+from .domain.merkle import ProofError
+from .services.audit import TREE_HEAD_HEADER, TreeHead, check_witness
 
 
 class ApiError(Exception):
@@ -31,10 +30,6 @@ class ApiError(Exception):
 
 class LedgerRewritten(Exception):
     """The store showed a tree head that does not extend the one this client saw before."""
-
-
-def _head_bytes(head: dict[str, Any]) -> bytes:
-    return f"commonground-tree-head\n{head['tree_size']}\n{head['root_hash']}\n{head['timestamp']}\n".encode()
 
 
 class Client:
@@ -67,22 +62,24 @@ class Client:
             self._public_key = load_pem_public_key(pem)
         return self._public_key
 
-    def _witness(self, head: dict[str, Any]) -> None:
+    def _signed(self, head: dict[str, Any]) -> TreeHead:
+        parsed = TreeHead.from_dict(head)
         try:
-            self._key().verify(base64.b64decode(head["signature"]), _head_bytes(head))
+            self._key().verify(parsed.signature, parsed.signed_bytes())
         except InvalidSignature:
             raise LedgerRewritten("tree head signature does not verify with the pinned public key") from None
+        return parsed
+
+    def _witness(self, head: dict[str, Any]) -> None:
+        new = self._signed(head)
         old = self.last_head
         if old is not None and old["tree_size"] > 0:
-            if head["tree_size"] < old["tree_size"]:
-                raise LedgerRewritten(f"log shrank from {old['tree_size']} to {head['tree_size']} entries")
             proof = self.http.get("/v1/audit/consistency", params={"old_size": old["tree_size"]}).json()
-            if proof["tree_head"]["tree_size"] != head["tree_size"]:
+            if new.tree_size >= old["tree_size"] and proof["tree_head"]["tree_size"] != new.tree_size:
                 head = proof["tree_head"]  # the log grew between the two calls; check against the newer head
-                self._key().verify(base64.b64decode(head["signature"]), _head_bytes(head))
+                new = self._signed(head)
             try:
-                verify_consistency(old["tree_size"], head["tree_size"], [base64.b64decode(p) for p in proof["proof"]],
-                                   base64.b64decode(old["root_hash"]), base64.b64decode(head["root_hash"]))
+                check_witness(TreeHead.from_dict(old), new, [base64.b64decode(p) for p in proof["proof"]])
             except ProofError as e:
                 raise LedgerRewritten(f"the log is not an extension of the one seen before: {e}") from None
         self.last_head = head

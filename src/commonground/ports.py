@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 from .policy.context import Plan
 
@@ -38,5 +38,3 @@ class IngestedFile:
     distinct_subjects: int | None
     max_rows_per_subject: int | None
 
-
-ProgressCallback = Callable[[float], None]

@@ -25,9 +25,9 @@ from ..services import audit as audit_svc
 from ..services import datasets as dataset_svc
 from ..services import parties as party_svc
 from ..services import queries as query_svc
+from ..services.audit import TREE_HEAD_HEADER
 from ..services.deps import Deps
 
-TREE_HEAD_HEADER = "X-Commonground-Tree-Head"
 _bearer = HTTPBearer(auto_error=False)
 
 

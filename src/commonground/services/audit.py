@@ -17,6 +17,10 @@ from ..domain.merkle import CompactRange, MerkleTree, ProofError, leaf_hash, ver
 from .deps import Deps
 
 
+# The HTTP header that carries the latest signed tree head on every API response.
+TREE_HEAD_HEADER = "X-Commonground-Tree-Head"
+
+
 @dataclass(frozen=True)
 class TreeHead:
     tree_size: int
