@@ -61,7 +61,7 @@ class ParquetIngest:
             config["threads"] = self.threads
         return duckdb.connect(":memory:", config=config)
 
-    def read_header(self, source: Path) -> tuple[str, str]:
+    def _open_reader(self, source: Path) -> tuple[str, str]:
         """Check the file is there, small enough and non-empty; returns (format, reader SQL)."""
         if not source.is_file():
             raise BadInput(f"cannot read {source}: no such file")
@@ -89,7 +89,7 @@ class ParquetIngest:
 
     def ingest(self, source: Path, schema: DatasetSchema | None, dest: Path,
                progress: Callable[[float], None] | None = None) -> tuple[IngestedFile, DatasetSchema]:
-        fmt, reader = self.read_header(source)
+        fmt, reader = self._open_reader(source)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.tmp_dir / f"upload-{uuid.uuid4().hex}.parquet"
         con = self._connect()
