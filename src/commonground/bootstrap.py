@@ -16,6 +16,7 @@ from typing import Any
 from .adapters.ingest import ParquetIngest
 from .adapters.keys import FileSigner
 from .adapters.store import Store
+from .adapters.subject_data import SubjectData
 from .adapters.tables import SCHEMA_REVISION
 from .domain.errors import BadInput
 from .services.deps import Deps
@@ -65,12 +66,14 @@ class Settings:
 
 
 def build(settings: Settings, clock=None) -> Deps:
+    ingest = ParquetIngest(settings.home, settings.max_upload_bytes)
     return Deps(
         home=settings.home,
         store=Store(settings.database_url),
         clock=clock or SystemClock(),
-        ingest=ParquetIngest(settings.home, settings.max_upload_bytes),
+        ingest=ingest,
         engine=LazyEngine(memory_limit=settings.query_memory, timeout_s=settings.query_timeout_s),
+        subject_data=SubjectData(ingest),
         signer=FileSigner(settings.home / "keys" / "ledger-ed25519.pem"),
         new_id=lambda: uuid.uuid4().hex,
         new_secret=lambda: "cg_" + secrets.token_urlsafe(32),

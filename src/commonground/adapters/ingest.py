@@ -116,7 +116,7 @@ class ParquetIngest:
                 except _ConversionFailed:
                     self._explain_conversion(con, schema, reader, file_columns, fmt, source.name)
             self._check_subjects(con, schema, tmp, source.name)
-            stats = self._stats(con, tmp, schema)
+            stats = self.stats(con, tmp, schema)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -246,7 +246,7 @@ class ParquetIngest:
                 raise BadInput(f"{filename}: row {bad[0]}, column {col.name}: {bad[1]!r} is not {_TYPE_WORDS[col.type]}")
         raise BadInput(f"{filename}: a value does not match its declared type")
 
-    def _stats(self, con, tmp: Path, schema: DatasetSchema) -> tuple[int, int | None, int | None]:
+    def stats(self, con, tmp: Path, schema: DatasetSchema) -> tuple[int, int | None, int | None]:
         subject = schema.subject_column
         if subject is None:
             rows = con.execute(f"SELECT count(*) FROM read_parquet({_quote(tmp)})").fetchone()[0]

@@ -5,13 +5,13 @@ The ledger tables have no update or delete code anywhere in the project.
 
 from __future__ import annotations
 
-from sqlalchemy import (BigInteger, Column, DateTime, ForeignKey, Integer, LargeBinary, MetaData, String, Table,
+from sqlalchemy import (BigInteger, Column, DateTime, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table,
                         Text, UniqueConstraint)
 
 metadata = MetaData()
 
 # The newest migration in adapters/migrations/versions; a store behind it is upgraded on open.
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 
 parties = Table(
     "parties", metadata,
@@ -133,4 +133,95 @@ consent_state = Table(
     Column("purpose", String(200), primary_key=True),
     Column("subject", String(256), primary_key=True),
     Column("status", String(16), nullable=False),
+)
+
+_SEQ = BigInteger().with_variant(Integer, "sqlite")
+
+# A one-time code a controller gives a person so they can claim their subject id; only its
+# SHA-256 is kept, and it is spent on first use.
+subject_claims = Table(
+    "subject_claims", metadata,
+    Column("code_hash", String(64), primary_key=True),
+    Column("controller_id", String(32), ForeignKey("parties.id"), nullable=False),
+    Column("subject", String(256), nullable=False),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("redeemed_at", DateTime(timezone=True)),
+    Column("redeemed_by", String(32)),
+)
+
+# Which individual party a controller's subject id belongs to (at most one).
+subject_links = Table(
+    "subject_links", metadata,
+    Column("controller_id", String(32), ForeignKey("parties.id"), primary_key=True),
+    Column("subject", String(256), primary_key=True),
+    Column("party_id", String(32), ForeignKey("parties.id"), nullable=False),
+    Column("linked_at", DateTime(timezone=True), nullable=False),
+    Index("ix_subject_links_party", "party_id"),
+)
+
+# Erasure and correction requests from individuals, and the controller's answers.
+subject_requests = Table(
+    "subject_requests", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("party_id", String(32), ForeignKey("parties.id"), nullable=False),
+    Column("controller_id", String(32), ForeignKey("parties.id"), nullable=False),
+    Column("subject", String(256), nullable=False),
+    Column("details_json", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("answer", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("answered_at", DateTime(timezone=True)),
+    Index("ix_subject_requests_controller", "controller_id", "status"),
+)
+
+# One row per (computation, dataset version read): the index receipts are derived from.
+# Subject ids are not stored here; a person's receipts are the computations over versions
+# holding their rows at a time their consent let them in.
+computations = Table(
+    "computations", metadata,
+    Column("seq", _SEQ, primary_key=True, autoincrement=True),
+    Column("ledger_index", BigInteger, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("party", String(63), nullable=False),
+    Column("purpose", String(200), nullable=False),
+    Column("agreements_json", Text, nullable=False),
+    Column("dataset_id", String(32), ForeignKey("datasets.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("fields_json", Text, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_computations_dataset_seq", "dataset_id", "seq"),
+)
+
+# A recipient's per-subject offer computation, and the offers it produced (one per subject).
+offer_batches = Table(
+    "offer_batches", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("agreement_id", String(32), ForeignKey("agreements.id"), nullable=False),
+    Column("recipient", String(63), nullable=False),
+    Column("purpose", String(200), nullable=False),
+    Column("dataset_id", String(32), ForeignKey("datasets.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("sql", Text, nullable=False),
+    Column("fields_json", Text, nullable=False),
+    Column("needs_consent_json", Text, nullable=False),
+    Column("ledger_index", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+offers = Table(
+    "offers", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("batch_id", String(32), ForeignKey("offer_batches.id"), nullable=False),
+    Column("controller_id", String(32), ForeignKey("parties.id"), nullable=False),
+    Column("subject", String(256), nullable=False),
+    Column("terms_json", Text, nullable=False),
+    Column("values_json", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("released_json", Text),
+    Column("decided_at", DateTime(timezone=True)),
+    Index("ix_offers_subject", "controller_id", "subject"),
+    Index("ix_offers_batch", "batch_id"),
 )

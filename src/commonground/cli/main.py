@@ -476,6 +476,10 @@ def demo(reset: bool = typer.Option(False, "--reset", help="Start from an empty 
     emit(report, json_out, lambda: out.print(report["summary"], markup=False, highlight=False, soft_wrap=True))
 
 
+# Commands for individuals and offers live in their own module; importing it registers them.
+from . import individuals  # noqa: E402,F401
+
+
 def main() -> None:
     os.environ.setdefault("PYTHONIOENCODING", "utf-8")
     app()

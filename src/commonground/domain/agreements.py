@@ -30,6 +30,9 @@ class TransformKind(str, Enum):
 class AccessMode(str, Enum):
     AGGREGATE = "aggregate"  # clean-room SQL: only aggregates over groups of >= k subjects
     JOIN = "join"  # as aggregate, and the recipient may join its own data on permitted keys
+    # A per-subject computation whose result goes to each subject, never to the recipient,
+    # who sees only the subject's decision and what the subject chooses to release.
+    OFFER = "offer"
 
 
 class AgreementStatus(str, Enum):
@@ -229,7 +232,7 @@ def parse_agreement(doc: Any) -> AgreementTerms:
     try:
         mode = AccessMode(access.get("mode", "aggregate"))
     except ValueError:
-        raise BadInput(f"agreement: access mode {access.get('mode')!r} is not supported (use aggregate or join)") from None
+        raise BadInput(f"agreement: access mode {access.get('mode')!r} is not supported (use aggregate, join or offer)") from None
     k = access.get("min_group_size")
     if not isinstance(k, int) or isinstance(k, bool) or k < MIN_GROUP_SIZE_FLOOR:
         raise BadInput(f"agreement: access.min_group_size must be an integer >= {MIN_GROUP_SIZE_FLOOR}, got {k!r}")

@@ -62,3 +62,31 @@ class DatasetVersion:
     @property
     def key(self) -> str:
         return f"{self.owner}.{self.name}"
+
+
+@dataclass(frozen=True)
+class ConsentWindow:
+    """When a subject's rows were in a computation of one purpose: [start, end), end open."""
+
+    purpose: str
+    start: dt.datetime | None  # None: since the beginning
+    end: dt.datetime | None  # None: still
+
+
+@dataclass(frozen=True)
+class ReceiptScope:
+    """Where one subject's rows were, for receipts: a dataset's versions that hold them, and
+    the consent gate's effect on the subject over time.
+
+    Purposes not `gated` (None: every purpose is) always admitted the subject. A gated purpose
+    the subject has records for admitted them inside its `windows`; one without records
+    admitted them iff `admitted_by_default` (opt-out: yes; opt-in: no).
+    """
+
+    dataset_id: str
+    dataset: str  # owner.name, for display
+    versions: tuple[int, ...]
+    gated: tuple[str, ...] | None = ()
+    recorded: tuple[str, ...] = ()
+    windows: tuple[ConsentWindow, ...] = ()
+    admitted_by_default: bool = True

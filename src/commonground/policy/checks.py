@@ -22,6 +22,10 @@ def check_access_mode(a: Analysis) -> None:
     refs = list(a.refs.values())
     own = [r for r in refs if not r.protected]
     protected = [r for r in refs if r.protected]
+    for ref in protected:
+        if ref.agreement.terms.mode is AccessMode.OFFER:  # type: ignore[union-attr]
+            a.refuse(f"access mode: your agreement for {ref.table.key} grants per-subject offers only, whose results "
+                     "go to each subject, not to you; submit the computation with `offer submit`")
     if own and not any(r.agreement.terms.mode is AccessMode.JOIN for r in protected):  # type: ignore[union-attr]
         names = ", ".join(sorted({r.table.key for r in own}))
         a.refuse(

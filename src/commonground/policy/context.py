@@ -39,6 +39,8 @@ class QueryContext:
     tables: Mapping[str, TableInfo]
     # Agreements in force at the moment of the query in which the party is a recipient.
     agreements: tuple[AgreementState, ...] = ()
+    # An offer: a computation evaluated once per subject whose results go to the subjects.
+    per_subject: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,10 +86,16 @@ class Plan:
     agreements: tuple[str, ...] = ()
     datasets: tuple[str, ...] = ()
     fields: tuple[str, ...] = ()  # owner.dataset.column read by the query
+    # An offer plan: `sql` yields `__cg_subject` and the offer terms, one row per subject;
+    # `evidence_sql` yields the rows (as the computation saw them) each result came from.
+    per_subject: bool = False
+    evidence_sql: str | None = None
+    evidence_columns: tuple[str, ...] = ()
 
     @property
     def governed(self) -> bool:
-        return bool(self.groups)
+        """Whether the query reads others' data (so results and errors are withheld as such)."""
+        return bool(self.groups) or self.per_subject
 
     def explain(self) -> str:
         parts = [f"-- view {v.dataset}\n{v.select_sql}" for v in self.views]

@@ -14,7 +14,7 @@ from sqlglot.errors import OptimizeError, ParseError
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import traverse_scope
 
-from ..domain.agreements import AgreementState
+from ..domain.agreements import AccessMode, AgreementState
 from ..domain.errors import BadInput, NotFound, Refused
 from . import allowlist, checks
 from .analysis import DIALECT, Analysis, Lineage, Ref, branches
@@ -129,12 +129,13 @@ def _names_visible_cte(table: exp.Table) -> bool:
 
 
 def _agreement_for(ctx: QueryContext, dataset: str) -> AgreementState | None:
-    """The newest agreement in force that grants this dataset for this purpose."""
-    for agreement in sorted(ctx.agreements, key=lambda s: s.id, reverse=True):
-        terms = agreement.terms
-        if ctx.party in terms.recipients and ctx.purpose in terms.purposes and terms.grant_for(dataset):
-            return agreement
-    return None
+    """The newest agreement in force that grants this dataset for this purpose, preferring one
+    whose access mode fits the computation (offer agreements for offers, others for queries),
+    so a mismatch is refused by the access-mode check with a reason that says so."""
+    candidates = [a for a in sorted(ctx.agreements, key=lambda s: s.id, reverse=True)
+                  if ctx.party in a.terms.recipients and ctx.purpose in a.terms.purposes and a.terms.grant_for(dataset)]
+    fitting = [a for a in candidates if (a.terms.mode is AccessMode.OFFER) == ctx.per_subject]
+    return (fitting or candidates or [None])[0]
 
 
 # ---------------------------------------------------------------------------------------

@@ -30,8 +30,8 @@ def rewrite(a: Analysis, scopes: list[Scope], lineage: Lineage) -> Plan:
     elide = _elidable_hash(refs.values())
     for ref in refs.values():
         if ref.table.key not in views:
-            views[ref.table.key] = _view(ref, a.own_transforms, keys, elide)
-    _errors_without_values(a.tree)
+            views[ref.table.key] = dataset_view(ref, a.own_transforms, keys, elide)
+    errors_without_values(a.tree)
     pus = _propagate_privacy_units(a, scopes, lineage)
     k = max(r.agreement.terms.min_group_size for r in refs.values() if r.agreement)
     root = a.tree
@@ -88,7 +88,7 @@ def _group_query(select: exp.Select, units: PrivacyUnits, columns: list[str], k:
     return GroupQuery(fast, fill(exact=True))
 
 
-def _errors_without_values(tree: exp.Expression) -> None:
+def errors_without_values(tree: exp.Expression) -> None:
     """A failed conversion's error message quotes the value that failed, which may be anyone's.
     Conversions become their TRY_ forms, which give NULL instead."""
     for node in list(tree.find_all(exp.Cast)):
@@ -116,7 +116,7 @@ def _elidable_hash(refs) -> str | None:
 _AS_TEXT = (Transform(TransformKind.RAW), "=text")
 
 
-def _view(ref: Ref, own_transforms, keys: dict[str, bytes], elide: str | None) -> RelationView:
+def dataset_view(ref: Ref, own_transforms, keys: dict[str, bytes], elide: str | None) -> RelationView:
     raw = Transform(TransformKind.RAW)
     if ref.agreement is not None:
         agreement_id = ref.agreement.id

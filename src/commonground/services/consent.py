@@ -45,24 +45,34 @@ def record(deps: Deps, controller: str, dataset: str, rows: list[tuple[str, str,
     if not rows:
         raise BadInput("no consent records given")
     with deps.store.transaction() as conn:
-        dataset_id, schema = _controlled_dataset(deps, conn, controller, dataset)
-        vocab = vocabulary(deps, conn)
-        for n, (subject, purpose, status) in enumerate(rows, start=1):
-            where = f"record {n}: " if numbered else ""
-            if not subject:
-                raise BadInput(f"{where}subject id is empty")
-            if status not in STATUSES:
-                raise BadInput(f"{where}status must be granted or withdrawn, not {status!r}")
-            try:
-                vocab.check(Kind.PURPOSE, purpose)
-            except BadInput as e:
-                raise BadInput(f"{where}{e}") from None
-        deps.store.record_consents(conn, dataset_id, rows, source, controller, deps.now())
-        counts = {s: sum(1 for r in rows if r[2] == s) for s in STATUSES}
-        deps.store.append_entry(conn, {"event": "consent.recorded", "party": controller, "dataset": dataset,
-                                       "source": source, "records": len(rows), **counts,
-                                       "purposes": sorted({r[1] for r in rows}), "at": deps.now()})
+        dataset_id, _ = _controlled_dataset(deps, conn, controller, dataset)
+        record_in(deps, conn, dataset_id, dataset, rows, source, controller, numbered)
     return len(rows)
+
+
+def record_in(deps: Deps, conn, dataset_id: str, dataset: str, rows: list[tuple[str, str, str]], source: str,
+              by: str, numbered: bool = False) -> None:
+    """Check and append consent records inside the caller's transaction, with their ledger entry.
+
+    `by` is who recorded them: the controller (source controller|import), the subject
+    themselves (source subject) or the subject accepting an offer (source offer).
+    """
+    vocab = vocabulary(deps, conn)
+    for n, (subject, purpose, status) in enumerate(rows, start=1):
+        where = f"record {n}: " if numbered else ""
+        if not subject:
+            raise BadInput(f"{where}subject id is empty")
+        if status not in STATUSES:
+            raise BadInput(f"{where}status must be granted or withdrawn, not {status!r}")
+        try:
+            vocab.check(Kind.PURPOSE, purpose)
+        except BadInput as e:
+            raise BadInput(f"{where}{e}") from None
+    deps.store.record_consents(conn, dataset_id, rows, source, by, deps.now())
+    counts = {s: sum(1 for r in rows if r[2] == s) for s in STATUSES}
+    deps.store.append_entry(conn, {"event": "consent.recorded", "party": by, "dataset": dataset,
+                                   "source": source, "records": len(rows), **counts,
+                                   "purposes": sorted({r[1] for r in rows}), "at": deps.now()})
 
 
 def import_csv(deps: Deps, controller: str, dataset: str, path: Path) -> int:

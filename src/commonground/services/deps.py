@@ -24,6 +24,15 @@ class Ingest(Protocol):
     def sweep(self, referenced: set[Path]) -> list[Path]: ...
 
 
+class SubjectData(Protocol):
+    """The store's own reads and rewrites of named subjects' rows (access, offers, erasure)."""
+
+    def rows(self, path: Path, subject_column: str, subjects: list[str], columns: list[str] | None = None,
+             limit_per_subject: int = 1000) -> dict[str, list[dict[str, Any]]]: ...
+    def holds(self, path: Path, subject_column: str, subject: str) -> bool: ...
+    def without(self, path: Path, subject_column: str, subject: str, dest: Path, schema: Any) -> Any: ...
+
+
 class Signer(Protocol):
     def sign(self, data: bytes) -> bytes: ...
     def public_key_pem(self) -> bytes: ...
@@ -36,6 +45,7 @@ class Deps:
     clock: Clock
     ingest: Ingest
     engine: QueryEngine
+    subject_data: SubjectData
     signer: Signer
     new_id: Callable[[], str]
     new_secret: Callable[[], str]

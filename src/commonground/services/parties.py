@@ -12,7 +12,7 @@ from .tokens import token_digest
 
 
 def add_party(deps: Deps, name: str, kind: str = "organization") -> Party:
-    check_name("party", name)
+    check_party_name(name)
     try:
         kind = PartyKind(kind).value
     except ValueError:
@@ -20,9 +20,18 @@ def add_party(deps: Deps, name: str, kind: str = "organization") -> Party:
     with deps.store.transaction() as conn:
         if deps.store.party_by_name(conn, name):
             raise Conflict(f"party {name!r} already exists")
-        party = Party(deps.new_id(), name, kind, deps.now())
-        deps.store.insert_party(conn, party)
-        deps.store.append_entry(conn, {"event": "party.added", "party": name, "kind": kind, "at": party.created_at})
+        return new_party(deps, conn, name, kind)
+
+
+def check_party_name(name: str) -> None:
+    check_name("party", name)
+
+
+def new_party(deps: Deps, conn, name: str, kind: str) -> Party:
+    """Insert a party and its ledger entry inside the caller's transaction."""
+    party = Party(deps.new_id(), name, kind, deps.now())
+    deps.store.insert_party(conn, party)
+    deps.store.append_entry(conn, {"event": "party.added", "party": name, "kind": kind, "at": party.created_at})
     return party
 
 
@@ -43,15 +52,19 @@ def create_token(deps: Deps, party_name: str, ttl_days: int | None = None) -> tu
     if ttl_days is not None and ttl_days <= 0:
         raise BadInput("--ttl-days must be positive")
     secret = deps.new_secret()
-    now = deps.now()
     with deps.store.transaction() as conn:
-        party = require_party(deps, conn, party_name)
-        expires = now + dt.timedelta(days=ttl_days) if ttl_days else None
-        record = TokenRecord(deps.new_id(), party.id, now, expires)
-        deps.store.insert_token(conn, record, token_digest(secret))
-        deps.store.append_entry(conn, {"event": "token.created", "party": party_name, "token_id": record.id,
-                                       "expires_at": expires, "at": now})
+        record = issue_token(deps, conn, require_party(deps, conn, party_name), secret, ttl_days)
     return record, secret
+
+
+def issue_token(deps: Deps, conn, party: Party, secret: str, ttl_days: int | None) -> TokenRecord:
+    now = deps.now()
+    expires = now + dt.timedelta(days=ttl_days) if ttl_days else None
+    record = TokenRecord(deps.new_id(), party.id, now, expires)
+    deps.store.insert_token(conn, record, token_digest(secret))
+    deps.store.append_entry(conn, {"event": "token.created", "party": party.name, "token_id": record.id,
+                                   "expires_at": expires, "at": now})
+    return record
 
 
 def revoke_token(deps: Deps, party_name: str, token_id: str) -> None:

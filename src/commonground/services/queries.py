@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from ..domain.errors import NotFound, Refused
+from ..domain.records import DatasetVersion
 from ..domain.vocabulary import Kind
 from ..policy.context import Plan, QueryContext, TableInfo
 from ..policy.governor import govern
+from ..policy.offers import govern_offer
 from ..ports import QueryResult
 from . import consent as consent_svc
 from .agreements import agreements_in_force
@@ -20,8 +23,10 @@ from .parties import require_party
 from .vocabulary import vocabulary
 
 
-def plan_query(deps: Deps, party: str, purpose: str, sql: str) -> tuple[Plan, dict[str, Path], dict[str, list[str]]]:
-    """Govern the query against the catalog as it is now; read the consent sets it needs."""
+def plan_query(deps: Deps, party: str, purpose: str, sql: str, per_subject: bool = False
+               ) -> tuple[Plan, dict[str, Path], dict[str, list[str]], dict[str, DatasetVersion]]:
+    """Govern the query (or, `per_subject`, the offer computation) against the catalog as it is
+    now; read the consent sets it needs. Returns the plan, its files, consent sets and versions."""
     with deps.store.read() as conn:
         require_party(deps, conn, party)
         vocabulary(deps, conn).check(Kind.PURPOSE, purpose)
@@ -30,19 +35,20 @@ def plan_query(deps: Deps, party: str, purpose: str, sql: str) -> tuple[Plan, di
         tables = {k: TableInfo(v.owner, v.name, v.schema, v.rows, v.max_rows_per_subject,
                                v.schema.consent.value if consent_svc.applies(v.schema, purpose) else None)
                   for k, v in versions.items()}
-        plan = govern(sql, QueryContext(party, purpose, tables, agreements))
+        context = QueryContext(party, purpose, tables, agreements, per_subject=per_subject)
+        plan = govern_offer(sql, context) if per_subject else govern(sql, context)
         consent = {}
         for view in plan.views:
             if view.consent:
                 version = versions[view.dataset]
                 dataset_id = deps.store.dataset_id(conn, require_party(deps, conn, version.owner).id, version.name)
                 consent[view.dataset] = consent_svc.filter_subjects(deps, conn, dataset_id, version.schema, purpose)
-    return plan, {k: deps.home / v.path for k, v in versions.items()}, consent
+    return plan, {k: deps.home / v.path for k, v in versions.items()}, consent, versions
 
 
 def run_query(deps: Deps, party: str, purpose: str, sql: str) -> tuple[QueryResult, Plan]:
     try:
-        plan, sources, consent = plan_query(deps, party, purpose, sql)
+        plan, sources, consent, versions = plan_query(deps, party, purpose, sql)
     except (Refused, NotFound) as refusal:
         _record(deps, party, purpose, {"allowed": False, "reasons": getattr(refusal, "reasons", [str(refusal)])})
         raise
@@ -50,7 +56,7 @@ def run_query(deps: Deps, party: str, purpose: str, sql: str) -> tuple[QueryResu
     _record(deps, party, purpose, {
         "allowed": True, "agreements": list(plan.agreements), "datasets": list(plan.datasets),
         "fields": list(plan.fields), "rows": len(result.rows), "suppressed_groups": result.suppressed_groups,
-        "governed": plan.governed})
+        "governed": plan.governed}, plan, versions)
     return result, plan
 
 
@@ -58,20 +64,39 @@ def explain_query(deps: Deps, party: str, purpose: str, sql: str) -> Plan:
     return plan_query(deps, party, purpose, sql)[0]
 
 
-def _record(deps: Deps, party: str, purpose: str, details: dict[str, Any]) -> None:
-    """Every query is on the ledger: who, why, what it read and how much came out; never values."""
+def _record(deps: Deps, party: str, purpose: str, details: dict[str, Any], plan: Plan | None = None,
+            versions: dict[str, DatasetVersion] | None = None) -> None:
+    """Every query is on the ledger: who, why, what it read and how much came out; never values.
+    A query that ran is also a computation over each dataset version it read: receipts come from these."""
+    now = deps.now()
     with deps.store.transaction() as conn:
-        deps.store.append_entry(conn, {"event": "query", "party": party, "purpose": purpose, **details, "at": deps.now()})
+        index = deps.store.append_entry(conn, {"event": "query", "party": party, "purpose": purpose, **details, "at": now})
+        if plan is not None and versions is not None:
+            record_computation(deps, conn, "query", party, purpose, plan, versions, index, now)
+
+
+def record_computation(deps: Deps, conn, kind: str, party: str, purpose: str, plan: Plan,
+                       versions: dict[str, DatasetVersion], ledger_index: int, at) -> None:
+    rows = []
+    for key in plan.datasets:
+        version = versions[key]
+        owner = require_party(deps, conn, version.owner)
+        rows.append({"ledger_index": ledger_index, "kind": kind, "party": party, "purpose": purpose,
+                     "agreements_json": json.dumps(list(plan.agreements)),
+                     "dataset_id": deps.store.dataset_id(conn, owner.id, version.name), "version": version.version,
+                     "fields_json": json.dumps([f.split(".", 2)[2] for f in plan.fields if f.startswith(key + ".")]),
+                     "at": at})
+    deps.store.insert_computations(conn, rows)
 
 
 def result_json(result: QueryResult, plan: Plan) -> dict[str, Any]:
-    return {"columns": result.columns, "rows": [[_plain(v) for v in row] for row in result.rows],
+    return {"columns": result.columns, "rows": [[plain(v) for v in row] for row in result.rows],
             "suppressed_groups": result.suppressed_groups, "governed": plan.governed,
             "min_group_size": plan.min_group_size, "agreements": list(plan.agreements),
             "elapsed_ms": round(result.elapsed_ms, 1)}
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """Result values as JSON has them."""
     if isinstance(value, Decimal):
         return float(value)

@@ -1,0 +1,96 @@
+"""One subject's rows in a dataset version: the store's own reads and rewrites, not a party's query.
+
+Subject access, offers (the values an offer was computed from) and erasure need the rows of
+named subjects. These are trusted service-side operations, so they do not go through the
+governor; they run in a DuckDB connection that may read only the one file it is given (and,
+for erasure, write only the new version's temporary file).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Iterable
+
+import duckdb
+
+from ..ports import IngestedFile
+from .ingest import ParquetIngest, _ident, _quote, _sha256
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    return value
+
+
+class SubjectData:
+    def __init__(self, ingest: ParquetIngest):
+        self.ingest = ingest
+
+    def _connect(self, readable: Iterable[Path], writable: Path | None = None) -> duckdb.DuckDBPyConnection:
+        con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
+                                                 "autoload_known_extensions": False, "threads": 2})
+        paths = [str(Path(p).resolve()) for p in readable] + ([str(writable.resolve())] if writable else [])
+        con.execute("SET allowed_paths = $paths", {"paths": paths})
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+        return con
+
+    def rows(self, path: Path, subject_column: str, subjects: list[str], columns: list[str] | None = None,
+             limit_per_subject: int = 1000) -> dict[str, list[dict[str, Any]]]:
+        """The rows of each named subject (all columns, or `columns`), at most `limit_per_subject` each."""
+        if not subjects:
+            return {}
+        import pyarrow as pa  # only these reads need Arrow; keep it off every command's start-up
+
+        con = self._connect([path])
+        try:
+            con.register("cg_wanted", pa.table({"s": pa.array(sorted(set(subjects)), pa.string())}))
+            names = ", ".join(_ident(c) for c in (columns or []))
+            select = f"{names}" if columns else "* EXCLUDE (__cg_n, __cg_s)"
+            cursor = con.execute(
+                f"SELECT __cg_s, {select} FROM (SELECT *, {_ident(subject_column)} AS __cg_s, row_number() OVER "
+                f"(PARTITION BY {_ident(subject_column)}) AS __cg_n FROM read_parquet({_quote(path)}) "
+                f"WHERE {_ident(subject_column)} IN (SELECT s FROM cg_wanted)) WHERE __cg_n <= {int(limit_per_subject)}")
+            header = [d[0] for d in cursor.description][1:]
+            out: dict[str, list[dict[str, Any]]] = {}
+            for row in cursor.fetchall():
+                out.setdefault(row[0], []).append({k: _plain(v) for k, v in zip(header, row[1:])})
+            return out
+        finally:
+            con.close()
+
+    def holds(self, path: Path, subject_column: str, subject: str) -> bool:
+        con = self._connect([path])
+        try:
+            return con.execute(f"SELECT EXISTS (SELECT 1 FROM read_parquet({_quote(path)}) "
+                               f"WHERE {_ident(subject_column)} = ?)", [subject]).fetchone()[0]
+        finally:
+            con.close()
+
+    def without(self, path: Path, subject_column: str, subject: str, dest: Path, schema) -> IngestedFile:
+        """A new version file: the same rows minus the subject's, written whole or not at all."""
+        tmp_dir = self.ingest.tmp_dir
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        tmp = tmp_dir / f"erasure-{uuid.uuid4().hex}.parquet"
+        con = self._connect([path], tmp)
+        try:
+            con.execute(f"COPY (SELECT * FROM read_parquet({_quote(path)}) WHERE {_ident(subject_column)} "
+                        f"IS DISTINCT FROM $s) TO {_quote(tmp)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)",
+                        {"s": subject})
+            rows, subjects, most = self.ingest.stats(con, tmp, schema)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        finally:
+            con.close()
+        digest, size = _sha256(tmp)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, dest)
+        return IngestedFile(dest, digest, rows, size, subjects, most)
