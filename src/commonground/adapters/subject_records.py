@@ -86,7 +86,7 @@ class SubjectRecords:
         """Computations that read a version holding the subject's rows at a time their consent let them in,
         newest first; `before` is the paging cursor (a computation's seq)."""
         c = t.computations.c
-        conditions = [self._scope_condition(s) for s in scopes]
+        conditions = [cond for s in scopes if (cond := self._scope_condition(s)) is not None]
         if not conditions:
             return []
         q = sa.select(t.computations).where(sa.or_(*conditions)).order_by(c.seq.desc()).limit(limit)
@@ -99,7 +99,8 @@ class SubjectRecords:
                 for r in conn.execute(q)]
 
     @staticmethod
-    def _scope_condition(scope: ReceiptScope) -> sa.ColumnElement[bool]:
+    def _scope_condition(scope: ReceiptScope) -> sa.ColumnElement[bool] | None:
+        """None when the subject was never admitted (so the index range is not scanned at all)."""
         c = t.computations.c
         where = [c.dataset_id == scope.dataset_id, c.version.in_(scope.versions)]
         if scope.gated == ():
@@ -116,7 +117,7 @@ class SubjectRecords:
             admitted.append(sa.and_(*parts))
         if scope.admitted_by_default:
             admitted.append(c.purpose.not_in(scope.recorded) if scope.recorded else sa.true())
-        return sa.and_(*where, sa.or_(*admitted) if admitted else sa.false())
+        return sa.and_(*where, sa.or_(*admitted)) if admitted else None
 
     # -- offers ---------------------------------------------------------------------------
     def insert_offer_batch(self, conn: sa.Connection, batch: dict[str, Any], offers: list[dict[str, Any]]) -> None:

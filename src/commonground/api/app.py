@@ -27,6 +27,7 @@ from ..services import parties as party_svc
 from ..services import queries as query_svc
 from ..services.audit import TREE_HEAD_HEADER
 from ..services.deps import Deps
+from .individuals import individual_routes
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -140,6 +141,8 @@ def create_app(deps: Deps) -> FastAPI:
             return {"governed": plan.governed, "min_group_size": plan.min_group_size, "sql": plan.explain()}
         result, plan = query_svc.run_query(deps, party.name, body.purpose, body.sql)
         return query_svc.result_json(result, plan)
+
+    app.include_router(individual_routes(deps, caller))
 
     @app.get("/v1/audit/head")
     def head() -> dict[str, Any]:

@@ -78,8 +78,7 @@ def _redeem(deps: Deps, conn, party: Party, code: str) -> dict[str, Any]:
     now = deps.now()
     digest = token_digest(code.strip())
     row = deps.store.claim(conn, digest)
-    expires = row.expires_at if row is None or row.expires_at.tzinfo else row.expires_at.replace(tzinfo=dt.timezone.utc)
-    if row is None or row.redeemed_at is not None or now >= expires:
+    if row is None or row.redeemed_at is not None or now >= _aware(row.expires_at):
         raise BadInput("invalid, expired or already used claim code")
     holder = deps.store.link_holder(conn, row.controller_id, row.subject)
     if holder is not None:
