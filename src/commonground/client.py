@@ -122,3 +122,68 @@ class Client:
 
     def proof(self, index: int) -> dict[str, Any]:
         return self._request("GET", f"/v1/audit/proof/{index}")
+
+    # -- individuals ------------------------------------------------------------------------
+    def invite(self, subject: str, ttl_days: int = 30) -> dict[str, Any]:
+        """(Organisation) a one-time claim code for one of your subject ids."""
+        return self._request("POST", "/v1/subjects/invite", json={"subject": subject, "ttl_days": ttl_days})
+
+    def sign_up(self, code: str, name: str) -> dict[str, Any]:
+        """(Individual) sign up with a claim code; the client uses the new token from then on."""
+        made = self._request("POST", "/v1/claims", json={"code": code, "name": name})
+        self.token = made["token"]
+        return made
+
+    def claim(self, code: str) -> dict[str, Any]:
+        return self._request("POST", "/v1/me/claims", json={"code": code})
+
+    def my_links(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/v1/me/links")
+
+    def my_data(self) -> dict[str, Any]:
+        """Subject access export: every row about you, consents, receipts, requests."""
+        return self._request("GET", "/v1/me/export")
+
+    def my_consents(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/v1/me/consents")
+
+    def set_consent(self, dataset: str, purpose: str, granted: bool) -> list[dict[str, Any]]:
+        return self._request("PUT", "/v1/me/consents", json={
+            "dataset": dataset, "purpose": purpose, "status": "granted" if granted else "withdrawn"})
+
+    def receipts(self, before: Optional[str] = None, limit: int = 100) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit}
+        if before:
+            params["before"] = before
+        return self._request("GET", "/v1/me/receipts", params=params)
+
+    def request_erasure(self, controller: str, reason: str = "") -> dict[str, Any]:
+        return self._request("POST", "/v1/me/erasure", json={"controller": controller, "reason": reason})
+
+    def request_correction(self, dataset: str, column: str, value: str, comment: str = "") -> dict[str, Any]:
+        return self._request("POST", "/v1/me/corrections", json={
+            "dataset": dataset, "column": column, "value": value, "comment": comment})
+
+    def requests(self, open_only: bool = False) -> list[dict[str, Any]]:
+        return self._request("GET", "/v1/requests", params={"open_only": open_only})
+
+    def answer_request(self, request_id: str, accept: bool, message: str) -> dict[str, Any]:
+        return self._request("POST", f"/v1/requests/{request_id}/answer", json={"accept": accept, "message": message})
+
+    # -- offers -----------------------------------------------------------------------------
+    def submit_offer(self, sql: str, purpose: str, title: str, needs_consent: tuple[str, ...] = ()) -> dict[str, Any]:
+        return self._request("POST", "/v1/offers", json={"sql": sql, "purpose": purpose, "title": title,
+                                                          "needs_consent": list(needs_consent)})
+
+    def offers(self) -> list[dict[str, Any]]:
+        """An individual's inbox, or an organisation's offer batches."""
+        return self._request("GET", "/v1/offers")
+
+    def offer(self, offer_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/v1/offers/{offer_id}")
+
+    def decide_offer(self, offer_id: str, accept: bool, release: tuple[str, ...] = ()) -> dict[str, Any]:
+        return self._request("POST", f"/v1/offers/{offer_id}/decision", json={"accept": accept, "release": list(release)})
+
+    def offer_decisions(self, batch_id: str) -> list[dict[str, Any]]:
+        return self._request("GET", f"/v1/offer-batches/{batch_id}")

@@ -51,6 +51,40 @@ def test_sdk_covers_the_partnership_journey(store):
     assert brand.last_head is not None and brand.last_head["tree_size"] >= 8
 
 
+def test_sdk_covers_the_individual_journey(store):
+    _, deps, tokens, tmp_path = store
+    retailer, brand = _client(deps, tokens["retailer"]), _client(deps, tokens["brand"])
+    data, _ = write_purchases(tmp_path / "in")
+    retailer.upload("purchases", data, {**PURCHASES_SCHEMA, "consent": "opt_out"})
+    offer_terms = {**agreement(k=5), "name": "offers", "access": {"mode": "offer", "min_group_size": 5}}
+    brand.accept(retailer.propose(offer_terms)["id"])
+    person = _client(deps, None)
+    person.sign_up(retailer.invite("C0003")["code"], "dana")
+    assert person.me()["kind"] == "individual" and person.my_links()[0]["subject"] == "C0003"
+    batch = brand.submit_offer("SELECT ROUND(SUM(spend), 2) AS credit FROM retailer.purchases", "analytics.reporting",
+                               "Store credit", needs_consent=("marketing.advertising",))
+    assert batch["offers"] == 60
+    (mine,) = person.offers()
+    assert person.offer(mine["id"])["fields_used"] == ["spend"]
+    person.decide_offer(mine["id"], accept=True, release=("credit",))
+    decisions = {d["id"]: d for d in brand.offer_decisions(batch["batch"])}
+    assert decisions[mine["id"]]["released"] == {"credit": mine["terms"]["credit"]}
+    assert {c["purpose"]: c["status"] for c in person.my_consents()} == {
+        "analytics.reporting": None, "marketing.advertising": "granted"}  # the agreement's purpose, and the offer's
+    person.set_consent("retailer.purchases", "marketing.advertising", granted=False)
+    assert {c["purpose"]: c["in_use"] for c in person.my_consents()} == {
+        "analytics.reporting": True, "marketing.advertising": False}  # opt-out: in use until withdrawn
+    assert [r["kind"] for r in person.receipts()] == ["offer"]
+    assert len(person.my_data()["data"][0]["rows"]) == 2
+    asked = person.request_correction("retailer.purchases", "zip", "10009")
+    assert retailer.answer_request(asked["id"], False, "Our records show 10003.")["status"] == "rejected"
+    assert person.requests()[0]["answer"] == "Our records show 10003."
+    assert person.request_erasure("retailer")["versions"][0]["rows_removed"] == 2
+    with pytest.raises(ApiError) as hidden:
+        brand.offer(batch["batch"])
+    assert hidden.value.status == 404
+
+
 def test_witness_detects_a_rewritten_log(store):
     settings, deps, tokens, _ = store
     brand = _client(deps, tokens["brand"])
