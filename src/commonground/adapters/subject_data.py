@@ -66,11 +66,15 @@ class SubjectData:
         finally:
             con.close()
 
-    def holds(self, path: Path, subject_column: str, subject: str) -> bool:
-        con = self._connect([path])
+    def holds(self, files: list[tuple[Path, str]], subject: str) -> list[bool]:
+        """For each (file, subject column): does it hold rows of `subject`? One connection for all."""
+        if not files:
+            return []
+        con = self._connect([path for path, _ in files])
         try:
-            return con.execute(f"SELECT EXISTS (SELECT 1 FROM read_parquet({_quote(path)}) "
-                               f"WHERE {_ident(subject_column)} = ?)", [subject]).fetchone()[0]
+            tests = ", ".join(f"EXISTS (SELECT 1 FROM read_parquet({_quote(path)}) WHERE {_ident(column)} = $s)"
+                              for path, column in files)
+            return [bool(v) for v in con.execute(f"SELECT {tests}", {"s": subject}).fetchone()]
         finally:
             con.close()
 

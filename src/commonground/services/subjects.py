@@ -119,15 +119,13 @@ def _holdings(deps: Deps, conn, controller: str, subject: str) -> dict[str, list
     cache = deps.caches.setdefault("subject_holds", {})
     if len(cache) > _HOLDS_CACHE_LIMIT:
         cache.clear()
+    versions = [v for v in deps.store.versions(conn, controller) if v.schema.subject_column is not None]
+    unknown = [v for v in versions if (v.id, subject) not in cache]  # versions are immutable: answers never go stale
+    found = deps.subject_data.holds([(deps.home / v.path, v.schema.subject_column) for v in unknown], subject)
+    cache.update({(v.id, subject): held for v, held in zip(unknown, found)})
     out: dict[str, list[DatasetVersion]] = defaultdict(list)
-    for version in deps.store.versions(conn, controller):
-        column = version.schema.subject_column
-        if column is None:
-            continue
-        key = (version.id, subject)
-        if key not in cache:  # versions are immutable, so the answer never goes stale
-            cache[key] = deps.subject_data.holds(deps.home / version.path, column, subject)
-        if cache[key]:
+    for version in versions:
+        if cache[(version.id, subject)]:
             out[version.key].append(version)
     return dict(out)
 
@@ -311,8 +309,9 @@ def request_erasure(deps: Deps, individual: str, controller: str, reason: str = 
         if link is None:
             raise NotFound(f"{controller} holds no data linked to you")
         subject = link["subject"]
-        targets = [v for v in _latest(deps, conn, controller).values()
-                   if v.schema.subject_column and deps.subject_data.holds(deps.home / v.path, v.schema.subject_column, subject)]
+        latest = [v for v in _latest(deps, conn, controller).values() if v.schema.subject_column]
+        held = deps.subject_data.holds([(deps.home / v.path, v.schema.subject_column) for v in latest], subject)
+        targets = [v for v, holds in zip(latest, held) if holds]
     written = []
     try:
         for version in targets:
