@@ -2,7 +2,9 @@
 
 The retailer knows what people buy; the brand knows who its loyal customers are. Neither
 wants to hand over its list. Under the `syrup-insights` agreement the brand learns how its
-loyalty tiers spend at the retailer, by age band, without seeing a single row.
+loyalty tiers spend at the retailer, by age band, without seeing a single row. Under
+`syrup-offers` it offers each syrup buyer a coupon computed from their own purchases; Alice,
+one of them, has claimed her data and can see the coupon and exactly why she got it.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from . import bootstrap
 from .domain.errors import Conflict
 from .services import agreements as agreement_svc
 from .services import datasets as dataset_svc
+from .services import offers as offer_svc
 from .services import parties as party_svc
 from .services import queries as query_svc
+from .services import subjects as subject_svc
 from .services.deps import Deps
 
 RETAILER_CUSTOMERS = {"columns": {
@@ -28,7 +32,8 @@ RETAILER_CUSTOMERS = {"columns": {
     "age": {"type": "integer", "role": "quasi_identifier", "category": "user.demographic.age_range"},
     "segment": {"type": "string", "role": "attribute", "category": "user.behavior"},
 }}
-PURCHASES = {"columns": {
+OFFER_PURPOSE = "marketing.advertising.first_party.targeted"
+PURCHASES = {"consent": "opt_out", "consent_purposes": [OFFER_PURPOSE], "columns": {
     "customer_id": {"type": "string", "role": "subject_id", "category": "user.unique_id"},
     "store_zip": {"type": "string", "role": "quasi_identifier", "category": "user.contact.address.postal_code"},
     "age": {"type": "integer", "role": "quasi_identifier", "category": "user.demographic.age_range"},
@@ -51,6 +56,17 @@ AGREEMENT = {
         "bought_at": {"transform": "generalize", "to": "month"}, "email": {"transform": "drop"}}}},
     "access": {"mode": "join", "min_group_size": 10, "join_keys": ["customer_id"]},
 }
+OFFER_AGREEMENT = {
+    "name": "syrup-offers", "provider": "retailer", "recipients": ["brand"], "purposes": [OFFER_PURPOSE],
+    "valid_until": "2027-06-30",
+    "datasets": {"retailer.purchases": {"fields": {
+        "customer_id": {"transform": "hash"}, "product": {"transform": "raw"}, "spend": {"transform": "raw"},
+        "bought_at": {"transform": "generalize", "to": "month"}, "email": {"transform": "drop"},
+        "store_zip": {"transform": "drop"}, "age": {"transform": "drop"}}}},
+    "access": {"mode": "offer", "min_group_size": 10},
+}
+OFFER_SQL = ("SELECT 'maple syrup, 20% off' AS coupon, COUNT(*) AS syrup_purchases, ROUND(SUM(spend), 2) AS syrup_spend "
+             "FROM retailer.purchases WHERE product = 'maple syrup'")
 TEMPLATE = """\
 name: ${name}
 provider: retailer
@@ -120,9 +136,15 @@ def build_demo(deps: Deps, reset: bool = False) -> dict[str, Any]:
     proposed = agreement_svc.propose(deps, "retailer", AGREEMENT)
     active = agreement_svc.accept(deps, "brand", proposed.id)
     agreement_svc.add_template(deps, "retailer", "retail-aggregate", TEMPLATE)
-    tokens = {name: party_svc.create_token(deps, name)[1] for name in ("retailer", "brand")}
+    agreement_svc.accept(deps, "brand", agreement_svc.propose(deps, "retailer", OFFER_AGREEMENT).id)
+    tokens = {name: party_svc.create_token(deps, name)[1] for name in ("retailer", "brand", "alice")}
     result, plan = query_svc.run_query(deps, "brand", "analytics.reporting", DEMO_QUERY)
     data = query_svc.result_json(result, plan)
+    # Alice is a syrup buyer: the retailer invites her, she claims her data, the brand makes offers.
+    code, _ = subject_svc.invite(deps, "retailer", _first_syrup_buyer(files["purchases"]))
+    subject_svc.claim(deps, "alice", code)
+    batch = offer_svc.submit(deps, "brand", OFFER_PURPOSE, OFFER_SQL, "A coupon for your favourite syrup")
+    (offer,) = offer_svc.inbox(deps, "alice")
     lines = [
         f"Demo store at {deps.home}",
         "  parties: retailer, brand (organisations), alice (individual)",
@@ -136,10 +158,21 @@ def build_demo(deps: Deps, reset: bool = False) -> dict[str, Any]:
         *["  " + " | ".join(str(v) for v in row) for row in data["rows"]],
         f"  ({data['suppressed_groups']} groups under k = 10 suppressed)",
         "",
+        f"Under syrup-offers the brand made {batch['offers']} coupons, one per syrup buyer, computed in the store;",
+        "the brand sees only each person's decision. Alice's coupon, and exactly why she got it:",
+        f"  commonground offer show {offer['id']} --as alice",
+        "  commonground subject receipts --as alice",
+        "",
         "API tokens (shown once):",
         *[f"  {name}: {tok}" for name, tok in tokens.items()],
         "",
         "Try: commonground query --as brand --purpose analytics.reporting "
         "\"SELECT product, COUNT(*) FROM retailer.purchases GROUP BY product\"",
     ]
-    return {"summary": "\n".join(lines), "agreement": active.id, "tokens": tokens, "result": data}
+    return {"summary": "\n".join(lines), "agreement": active.id, "tokens": tokens, "result": data,
+            "offers": batch, "alice_offer": offer["id"]}
+
+
+def _first_syrup_buyer(purchases: Path) -> str:
+    with open(purchases, newline="") as f:
+        return next(row["customer_id"] for row in csv.DictReader(f) if row["product"] == "maple syrup")

@@ -12,6 +12,11 @@ from ..domain.records import ReceiptScope
 from . import tables as t
 
 
+def _utc(moment: dt.datetime | None) -> dt.datetime | None:
+    """SQLite hands back naive datetimes; every time the store keeps is UTC."""
+    return moment.replace(tzinfo=dt.timezone.utc) if moment is not None and moment.tzinfo is None else moment
+
+
 class SubjectRecords:
     # -- claim codes and links ------------------------------------------------------------
     def insert_claim(self, conn: sa.Connection, code_hash: str, controller_id: str, subject: str,
@@ -43,7 +48,7 @@ class SubjectRecords:
             .join(t.parties, t.parties.c.id == t.subject_links.c.controller_id)
             .where(t.subject_links.c.party_id == party_id).order_by(t.parties.c.name))
         return [{"controller": r.controller, "controller_id": r.controller_id, "subject": r.subject,
-                 "linked_at": r.linked_at} for r in rows]
+                 "linked_at": _utc(r.linked_at)} for r in rows]
 
     # -- requests (erasure, correction) ---------------------------------------------------
     def insert_request(self, conn: sa.Connection, request_id: str, kind: str, party_id: str, controller_id: str,
@@ -68,7 +73,8 @@ class SubjectRecords:
             q = q.where(t.subject_requests.c.id == request_id)
         return [{"id": r.id, "kind": r.kind, "requester": r.requester, "controller": r.controller, "subject": r.subject,
                  **json.loads(r.details_json), "status": r.status, "answer": r.answer,
-                 "created_at": r.created_at.isoformat(), "answered_at": r.answered_at.isoformat() if r.answered_at else None}
+                 "created_at": _utc(r.created_at).isoformat(),
+                 "answered_at": _utc(r.answered_at).isoformat() if r.answered_at else None}
                 for r in conn.execute(q)]
 
     def answer_request(self, conn: sa.Connection, request_id: str, status: str, answer: str, when: dt.datetime) -> bool:
@@ -95,7 +101,7 @@ class SubjectRecords:
         names = {s.dataset_id: s.dataset for s in scopes}
         return [{"seq": r.seq, "kind": r.kind, "party": r.party, "purpose": r.purpose,
                  "agreements": json.loads(r.agreements_json), "dataset": names[r.dataset_id], "version": r.version,
-                 "fields": json.loads(r.fields_json), "at": r.at, "ledger_index": r.ledger_index}
+                 "fields": json.loads(r.fields_json), "at": _utc(r.at), "ledger_index": r.ledger_index}
                 for r in conn.execute(q)]
 
     @staticmethod
@@ -153,7 +159,7 @@ class SubjectRecords:
                  "needs_consent": json.loads(r.needs_consent_json), "terms": json.loads(r.terms_json),
                  "values": json.loads(r.values_json), "status": r.status,
                  "released": json.loads(r.released_json) if r.released_json else None,
-                 "created_at": r.created_at, "decided_at": r.decided_at, "ledger_index": r.ledger_index}
+                 "created_at": _utc(r.created_at), "decided_at": _utc(r.decided_at), "ledger_index": r.ledger_index}
                 for r in conn.execute(q)]
 
     def decide_offer(self, conn: sa.Connection, offer_id: str, status: str, released: dict[str, Any] | None,

@@ -486,4 +486,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run as `python -m commonground.cli.main`: use the package's copy of this module, on which
+    # cli/individuals.py registered its commands, not this __main__ copy.
+    from commonground.cli.main import main as package_main
+    package_main()

@@ -238,9 +238,9 @@ def receipts(deps: Deps, individual: str, before: dt.datetime | None = None, lim
         for link in deps.store.links_of(conn, party.id):
             scopes = _receipt_scopes(deps, conn, link["controller"], link["subject"])
             for r in deps.store.receipts(conn, scopes, before, limit):
-                items.append({**r, "at": _aware(r["at"])})
+                items.append(r)
             for offer in deps.store.offers(conn, controller_id=link["controller_id"], subject=link["subject"]):
-                at = _aware(offer["created_at"])
+                at = offer["created_at"]
                 if before is None or at < before:
                     items.append({"kind": "offer", "party": offer["recipient"], "purpose": offer["purpose"],
                                   "agreements": [offer["agreement"]], "dataset": offer["dataset"],
