@@ -11,9 +11,14 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..domain.agreements import AgreementState, AgreementStatus, parse_agreement
-from ..domain.records import DatasetVersion, Party, TokenRecord
+from ..domain.records import DatasetVersion, Party, TokenRecord, TokenScope
 from ..domain.schema import parse_schema
 from . import tables as t
+
+
+def _token(row: Any) -> TokenRecord:
+    return TokenRecord(row.id, row.party_id, row.created_at, row.expires_at, row.revoked_at,
+                       TokenScope(row.scope) if row.scope else TokenScope.ADMIN)
 
 
 class Repository:
@@ -30,7 +35,8 @@ class Repository:
 
     def insert_token(self, conn: sa.Connection, token: TokenRecord, digest: str) -> None:
         conn.execute(t.tokens.insert().values(id=token.id, party_id=token.party_id, token_hash=digest,
-                                              created_at=token.created_at, expires_at=token.expires_at))
+                                              created_at=token.created_at, expires_at=token.expires_at,
+                                              scope=token.scope.value))
 
     def token_by_digest(self, conn: sa.Connection, digest: str) -> tuple[TokenRecord, str] | None:
         row = conn.execute(
@@ -38,11 +44,11 @@ class Repository:
             .where(t.tokens.c.token_hash == digest)).first()
         if row is None:
             return None
-        return TokenRecord(row.id, row.party_id, row.created_at, row.expires_at, row.revoked_at), row.name
+        return _token(row), row.name
 
     def tokens_of(self, conn: sa.Connection, party_id: str) -> list[TokenRecord]:
         rows = conn.execute(sa.select(t.tokens).where(t.tokens.c.party_id == party_id).order_by(t.tokens.c.created_at))
-        return [TokenRecord(r.id, r.party_id, r.created_at, r.expires_at, r.revoked_at) for r in rows]
+        return [_token(r) for r in rows]
 
     def revoke_token(self, conn: sa.Connection, token_id: str, party_id: str, when: dt.datetime) -> bool:
         result = conn.execute(t.tokens.update().where(t.tokens.c.id == token_id, t.tokens.c.party_id == party_id,

@@ -11,7 +11,7 @@ from sqlalchemy import (BigInteger, Column, DateTime, ForeignKey, Index, Integer
 metadata = MetaData()
 
 # The newest migration in adapters/migrations/versions; a store behind it is upgraded on open.
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"
 
 parties = Table(
     "parties", metadata,
@@ -29,6 +29,7 @@ tokens = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True)),
     Column("revoked_at", DateTime(timezone=True)),
+    Column("scope", String(16)),  # read | query | admin; NULL (tokens made before scopes): admin
 )
 
 datasets = Table(

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any, Optional
 
 from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-from ..domain.errors import BadInput, CommongroundError, Refused
+from ..domain.errors import BadInput, CommongroundError, Refused, Throttled, Unauthenticated
 from ..domain.records import Party
 from ..services import agreements as agreement_svc
 from ..services import audit as audit_svc
@@ -28,6 +29,7 @@ from ..services import queries as query_svc
 from ..services.audit import TREE_HEAD_HEADER
 from ..services.deps import Deps
 from .individuals import individual_routes
+from .security import DOCS_PATHS, SECURITY_HEADERS, SignInThrottle, required_scope
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -45,9 +47,26 @@ class AgreementRequest(BaseModel):
     params: dict[str, str] = {}
 
 
-def create_app(deps: Deps) -> FastAPI:
-    app = FastAPI(title="Commonground", version="0.1.0",
+class ErrorBody(BaseModel):
+    """Every error answer: `error` is the code (as in the CLI's JSON); refusals carry reasons."""
+
+    error: str
+    message: Optional[str] = None
+    reasons: Optional[list[str]] = None
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": text} for status, text in (
+        (400, "Bad input; nothing changed"), (401, "Missing, invalid, expired or revoked token"),
+        (403, "Refused by policy (with reasons), or the token's scope does not allow this call"),
+        (404, "Not found, or not yours to see (never told apart)"), (409, "Conflict with the current state"),
+        (422, "Request does not match the schema"), (429, "Too many failed sign-ins; retry later"))}
+
+
+def create_app(deps: Deps, throttle: SignInThrottle | None = None) -> FastAPI:
+    app = FastAPI(title="Commonground", version="0.1.0", responses=_ERRORS,
                   description="A neutral data-sharing escrow: clean-room SQL under signed agreements.")
+    throttle = throttle or SignInThrottle()
 
     @app.exception_handler(CommongroundError)
     async def _error(_request: Request, exc: CommongroundError) -> JSONResponse:
@@ -56,7 +75,16 @@ def create_app(deps: Deps) -> FastAPI:
         else:
             body = {"error": exc.code, "message": str(exc)}
         headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
+        if isinstance(exc, Throttled):
+            headers = {"Retry-After": str(exc.retry_after_s)}
         return JSONResponse(body, status_code=exc.http_status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return JSONResponse({"error": "bad_input", "message": f"{where}: {first.get('msg', 'invalid request')}"},
+                            status_code=422)
 
     @app.middleware("http")
     async def _witness(request: Request, call_next):
@@ -66,10 +94,22 @@ def create_app(deps: Deps) -> FastAPI:
             response.headers[TREE_HEAD_HEADER] = json.dumps(head.to_dict(), separators=(",", ":"))
         except Exception:  # the ledger must not take the API down; verify reports problems
             pass
+        if request.url.path.startswith("/v1/") or request.url.path in DOCS_PATHS:
+            for name, value in SECURITY_HEADERS.items():
+                if name != "Content-Security-Policy" or request.url.path.startswith("/v1/"):
+                    response.headers.setdefault(name, value)
         return response
 
-    def caller(credentials: Optional[HTTPAuthorizationCredentials] = Depends(_bearer)) -> Party:
-        return party_svc.authenticate(deps, credentials.credentials if credentials else None)
+    def caller(request: Request, credentials: Optional[HTTPAuthorizationCredentials] = Depends(_bearer)) -> Party:
+        client = request.client.host if request.client else "unknown"
+        throttle.check(client)
+        try:
+            return party_svc.authenticate(deps, credentials.credentials if credentials else None,
+                                          required_scope(request.method, request.url.path))
+        except Unauthenticated:
+            if credentials is not None:  # a wrong token is a failed sign-in; no token at all is not
+                throttle.failed(client)
+            raise
 
     @app.get("/v1/me")
     def me(party: Party = Depends(caller)) -> dict[str, Any]:

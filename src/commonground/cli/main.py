@@ -131,12 +131,15 @@ def party_list(json_out: bool = JsonOpt) -> None:
 
 
 @command(token_app, "create")
-def token_create(party: str = AsOpt, ttl_days: Optional[int] = typer.Option(None, "--ttl-days"), json_out: bool = JsonOpt) -> None:
+def token_create(party: str = AsOpt, ttl_days: Optional[int] = typer.Option(None, "--ttl-days"),
+                 scope: str = typer.Option("admin", "--scope", help="read (GET only) | query (and run queries, "
+                                           "offers) | admin (and change things)"), json_out: bool = JsonOpt) -> None:
     """Create an API token for a party. The secret is printed once and never stored."""
-    record, secret = party_svc.create_token(_deps(), party, ttl_days)
-    emit({"id": record.id, "party": party, "token": secret,
+    record, secret = party_svc.create_token(_deps(), party, ttl_days, scope)
+    emit({"id": record.id, "party": party, "token": secret, "scope": record.scope.value,
           "expires_at": record.expires_at.isoformat() if record.expires_at else None}, json_out,
-         lambda: out.print(f"token {record.id} for {party}:\n{secret}\n(shown once; store it safely)"))
+         lambda: out.print(f"token {record.id} for {party} (scope {record.scope.value}):\n{secret}\n"
+                           "(shown once; store it safely)"))
 
 
 @command(token_app, "revoke")
@@ -150,9 +153,10 @@ def token_revoke(token_id: str, party: str = AsOpt, json_out: bool = JsonOpt) ->
 def token_list(party: str = AsOpt, json_out: bool = JsonOpt) -> None:
     """List a party's tokens (never their secrets)."""
     tokens = party_svc.list_tokens(_deps(), party)
-    rows = [{"id": t.id, "created_at": t.created_at, "expires_at": t.expires_at, "revoked_at": t.revoked_at} for t in tokens]
-    emit(rows, json_out, lambda: table("tokens", ["id", "created", "expires", "revoked"],
-                                       [[r["id"], r["created_at"], r["expires_at"], r["revoked_at"]] for r in rows]))
+    rows = [{"id": t.id, "scope": t.scope.value, "created_at": t.created_at, "expires_at": t.expires_at,
+             "revoked_at": t.revoked_at} for t in tokens]
+    emit(rows, json_out, lambda: table("tokens", ["id", "scope", "created", "expires", "revoked"],
+                                       [[r["id"], r["scope"], r["created_at"], r["expires_at"], r["revoked_at"]] for r in rows]))
 
 
 # -- datasets -----------------------------------------------------------------------------

@@ -4,9 +4,11 @@
     ├── BadInput        exit 2, HTTP 400/422 — the caller's input is wrong; nothing changed
     │   └── Conflict    exit 2, HTTP 409 — a name or state clash (duplicate name, wrong state)
     ├── Refused         exit 3, HTTP 403 — a policy rule refused; carries human-readable reasons
-    └── NotFound        exit 4, HTTP 404 — missing *or not permitted*: never tells them apart,
-                                           so a party cannot probe for things it cannot see
-    Unauthenticated     exit 4, HTTP 401 — missing, unknown, revoked or expired token
+    ├── NotFound        exit 4, HTTP 404 — missing *or not permitted*: never tells them apart,
+    │                                      so a party cannot probe for things it cannot see
+    ├── Unauthenticated exit 4, HTTP 401 — missing, unknown, revoked or expired token
+    ├── Forbidden       exit 3, HTTP 403 — a valid token without the scope this call needs
+    └── Throttled       exit 4, HTTP 429 — too many failed sign-ins from one client; wait
 """
 
 from __future__ import annotations
@@ -39,6 +41,22 @@ class Unauthenticated(CommongroundError):
     exit_code = 4
     http_status = 401
     code = "unauthenticated"
+
+
+class Forbidden(CommongroundError):
+    exit_code = 3
+    http_status = 403
+    code = "forbidden"
+
+
+class Throttled(CommongroundError):
+    exit_code = 4
+    http_status = 429
+    code = "throttled"
+
+    def __init__(self, message: str, retry_after_s: int):
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
 
 
 class Refused(CommongroundError):

@@ -26,6 +26,18 @@ class Party:
         return {"id": self.id, "name": self.name, "kind": self.kind, "created_at": self.created_at.isoformat()}
 
 
+class TokenScope(str, Enum):
+    """What a token may do; each scope includes the ones below it (admin > query > read)."""
+
+    READ = "read"  # look: GET requests
+    QUERY = "query"  # and compute: queries and offers
+    ADMIN = "admin"  # and change things: uploads, agreements, consents, decisions, requests
+
+    def allows(self, needed: "TokenScope") -> bool:
+        order = list(TokenScope)
+        return order.index(self) >= order.index(needed)
+
+
 @dataclass(frozen=True)
 class TokenRecord:
     id: str
@@ -33,6 +45,7 @@ class TokenRecord:
     created_at: dt.datetime
     expires_at: dt.datetime | None = None
     revoked_at: dt.datetime | None = None
+    scope: TokenScope = TokenScope.ADMIN
 
     def usable(self, now: dt.datetime) -> bool:
         if self.revoked_at is not None:

@@ -115,7 +115,7 @@ def show(deps: Deps, party_name: str, offer_id: str) -> dict[str, Any]:
 def decide(deps: Deps, individual: str, offer_id: str, accept: bool, release: tuple[str, ...] = ()) -> dict[str, Any]:
     now = deps.now()
     with deps.store.transaction() as conn:
-        party = require_individual(deps, conn, individual)
+        party = require_party(deps, conn, individual)  # anyone but the offer's person gets the same 404
         found = deps.store.offers(conn, offer_id=offer_id, for_update=True)
         if not found or deps.store.link_holder(conn, _controller_id(deps, conn, found[0]), found[0]["subject"]) != party.id:
             raise NotFound(f"no offer {offer_id}")

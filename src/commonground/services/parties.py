@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from ..domain.errors import BadInput, Conflict, NotFound, Unauthenticated
+from ..domain.errors import BadInput, Conflict, Forbidden, NotFound, Unauthenticated
 from ..domain.names import check_name
-from ..domain.records import Party, PartyKind, TokenRecord
+from ..domain.records import Party, PartyKind, TokenRecord, TokenScope
 from .deps import Deps
 from .tokens import token_digest
 
@@ -47,23 +47,29 @@ def require_party(deps: Deps, conn, name: str) -> Party:
     return party
 
 
-def create_token(deps: Deps, party_name: str, ttl_days: int | None = None) -> tuple[TokenRecord, str]:
+def create_token(deps: Deps, party_name: str, ttl_days: int | None = None,
+                 scope: str = TokenScope.ADMIN.value) -> tuple[TokenRecord, str]:
     """A new bearer token: 256 random bits, shown once, stored only as its SHA-256."""
     if ttl_days is not None and ttl_days <= 0:
         raise BadInput("--ttl-days must be positive")
+    try:
+        token_scope = TokenScope(scope)
+    except ValueError:
+        raise BadInput(f"unknown token scope {scope!r} (use read, query or admin)") from None
     secret = deps.new_secret()
     with deps.store.transaction() as conn:
-        record = issue_token(deps, conn, require_party(deps, conn, party_name), secret, ttl_days)
+        record = issue_token(deps, conn, require_party(deps, conn, party_name), secret, ttl_days, token_scope)
     return record, secret
 
 
-def issue_token(deps: Deps, conn, party: Party, secret: str, ttl_days: int | None) -> TokenRecord:
+def issue_token(deps: Deps, conn, party: Party, secret: str, ttl_days: int | None,
+                scope: TokenScope = TokenScope.ADMIN) -> TokenRecord:
     now = deps.now()
     expires = now + dt.timedelta(days=ttl_days) if ttl_days else None
-    record = TokenRecord(deps.new_id(), party.id, now, expires)
+    record = TokenRecord(deps.new_id(), party.id, now, expires, scope=scope)
     deps.store.insert_token(conn, record, token_digest(secret))
     deps.store.append_entry(conn, {"event": "token.created", "party": party.name, "token_id": record.id,
-                                   "expires_at": expires, "at": now})
+                                   "scope": scope.value, "expires_at": expires, "at": now})
     return record
 
 
@@ -82,8 +88,9 @@ def list_tokens(deps: Deps, party_name: str) -> list[TokenRecord]:
         return deps.store.tokens_of(conn, party.id)
 
 
-def authenticate(deps: Deps, secret: str | None) -> Party:
-    """The party behind a bearer token; the same error whatever is wrong with it."""
+def authenticate(deps: Deps, secret: str | None, needs: TokenScope = TokenScope.READ) -> Party:
+    """The party behind a bearer token; the same error whatever is wrong with it. A valid
+    token whose scope does not cover `needs` is Forbidden (it is not a sign-in failure)."""
     if not secret:
         raise Unauthenticated("missing bearer token")
     with deps.store.read() as conn:
@@ -92,4 +99,7 @@ def authenticate(deps: Deps, secret: str | None) -> Party:
             raise Unauthenticated("invalid, expired or revoked token")
         party = deps.store.party_by_name(conn, found[1])
     assert party is not None
+    if not found[0].scope.allows(needs):
+        raise Forbidden(f"this token has scope {found[0].scope.value}; this call needs {needs.value} "
+                        "(create one with `token create --scope`)")
     return party

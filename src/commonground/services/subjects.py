@@ -398,7 +398,7 @@ def answer(deps: Deps, controller: str, request_id: str, accept: bool, message: 
         raise BadInput("give the person an answer (--message)")
     now = deps.now()
     with deps.store.transaction() as conn:
-        party = _require_organisation(deps, conn, controller)
+        party = require_party(deps, conn, controller)  # anyone but the addressed controller gets the same 404
         found = deps.store.requests(conn, request_id=request_id, controller_id=party.id)
         if not found:
             raise NotFound(f"no request {request_id}")

@@ -1,0 +1,145 @@
+"""API security: object-level 404s on every route with an id, token scopes, sign-in throttling,
+response headers. The route test fails when a route with a path parameter is added without a
+check here, so a new route cannot skip object-level authorisation unnoticed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+
+from commonground.api.app import create_app
+from commonground.api.security import SignInThrottle
+from commonground.services import parties as party_svc
+
+from .data import PURCHASES_SCHEMA, agreement, write_purchases
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+class Ticks:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def world(make_deps, tmp_path):
+    """retailer shares purchases with brand (query and offer agreements); carol has an offer and
+    a correction request; outsider is a party with no business with any of it."""
+    deps = make_deps()
+    ticks = Ticks()
+    client = TestClient(create_app(deps, SignInThrottle(limit=3, window_s=60, clock=ticks)))
+    tokens = {}
+    for name in ("retailer", "brand", "outsider"):
+        party_svc.add_party(deps, name)
+        tokens[name] = party_svc.create_token(deps, name)[1]
+    data, _ = write_purchases(tmp_path / "in")
+    with open(data, "rb") as f:
+        assert client.post("/v1/datasets/purchases", headers=auth(tokens["retailer"]), files={"file": ("p.csv", f)},
+                           data={"schema": json.dumps({**PURCHASES_SCHEMA, "consent": "opt_out"})}).status_code == 201
+    ids = {}
+    for name, mode in (("queries", "join"), ("offers", "offer")):
+        doc = {**agreement(mode=mode, k=5), "name": name}
+        if mode == "offer":
+            doc["access"] = {"mode": "offer", "min_group_size": 5}
+        ids[name] = client.post("/v1/agreements", headers=auth(tokens["retailer"]), json={"document": doc}).json()["id"]
+    client.post(f"/v1/agreements/{ids['offers']}/accept", headers=auth(tokens["brand"]))
+    code = client.post("/v1/subjects/invite", headers=auth(tokens["retailer"]), json={"subject": "C0001"}).json()["code"]
+    tokens["carol"] = client.post("/v1/claims", json={"code": code, "name": "carol"}).json()["token"]
+    code = client.post("/v1/subjects/invite", headers=auth(tokens["retailer"]), json={"subject": "C0002"}).json()["code"]
+    tokens["dave"] = client.post("/v1/claims", json={"code": code, "name": "dave"}).json()["token"]
+    batch = client.post("/v1/offers", headers=auth(tokens["brand"]), json={
+        "sql": "SELECT SUM(spend) AS s FROM retailer.purchases", "purpose": "analytics.reporting", "title": "t"}).json()
+    ids["batch"] = batch["batch"]
+    ids["offer"] = client.get("/v1/offers", headers=auth(tokens["carol"])).json()[0]["id"]
+    ids["request"] = client.post("/v1/me/corrections", headers=auth(tokens["carol"]), json={
+        "dataset": "retailer.purchases", "column": "zip", "value": "1"}).json()["id"]
+    return client, tokens, ids, ticks, deps
+
+
+# Each route with a path parameter: the request an outsider makes for someone else's object.
+OUTSIDER_404 = {
+    ("GET", "/v1/datasets/{owner}/{name}"): lambda ids: ("GET", "/v1/datasets/retailer/purchases", None),
+    ("GET", "/v1/agreements/{agreement_id}"): lambda ids: ("GET", f"/v1/agreements/{ids['queries']}", None),
+    ("POST", "/v1/agreements/{agreement_id}/accept"): lambda ids: ("POST", f"/v1/agreements/{ids['queries']}/accept", None),
+    ("POST", "/v1/agreements/{agreement_id}/revoke"): lambda ids: ("POST", f"/v1/agreements/{ids['offers']}/revoke", None),
+    ("GET", "/v1/requests/{request_id}"): lambda ids: ("GET", f"/v1/requests/{ids['request']}", None),
+    ("POST", "/v1/requests/{request_id}/answer"): lambda ids: (
+        "POST", f"/v1/requests/{ids['request']}/answer", {"accept": True, "message": "x"}),
+    ("GET", "/v1/offers/{offer_id}"): lambda ids: ("GET", f"/v1/offers/{ids['offer']}", None),
+    ("POST", "/v1/offers/{offer_id}/decision"): lambda ids: ("POST", f"/v1/offers/{ids['offer']}/decision", {"accept": True}),
+    ("GET", "/v1/offer-batches/{batch_id}"): lambda ids: ("GET", f"/v1/offer-batches/{ids['batch']}", None),
+}
+# Routes whose parameter is not someone's object, and why.
+NOT_AN_OBJECT = {
+    ("POST", "/v1/datasets/{name}"): "the caller's own namespace: the upload becomes caller.name",
+    ("GET", "/v1/audit/proof/{index}"): "the ledger is public to every party (no values, no subject ids)",
+}
+
+
+def test_every_route_with_an_id_answers_404_to_another_party(world):
+    client, tokens, ids, _, _ = world
+    routes = {(m, r.path) for r in client.app.routes if isinstance(r, APIRoute) and "{" in r.path for m in r.methods}
+    unchecked = routes - set(OUTSIDER_404) - set(NOT_AN_OBJECT)
+    assert not unchecked, f"routes with an id but no object-level check in this test: {sorted(unchecked)}"
+    for route, make in OUTSIDER_404.items():
+        method, path, body = make(ids)
+        # brand is a party to the agreements and the offers' recipient; carol made the request and
+        # holds the offer; dave is another of the retailer's customers
+        strangers = {"agreements": ("outsider", "carol"), "datasets": ("outsider", "carol"),
+                     "requests": ("outsider", "brand", "dave")}.get(path.split("/")[2], ("outsider", "dave"))
+        for party in strangers:
+            response = client.request(method, path, headers=auth(tokens[party]), json=body)
+            assert response.status_code == 404, (route, party, response.status_code, response.text)
+    # and nothing changed: the agreement the outsider tried to revoke is still active
+    assert client.get(f"/v1/agreements/{ids['offers']}", headers=auth(tokens["brand"])).json()["status"] == "active"
+
+
+def test_token_scopes(world):
+    client, _, _, _, deps = world
+    read = party_svc.create_token(deps, "brand", scope="read")[1]
+    query = party_svc.create_token(deps, "brand", scope="query")[1]
+    sql = {"sql": "SELECT segment, COUNT(*) AS n FROM retailer.purchases GROUP BY segment", "purpose": "analytics.reporting"}
+    assert client.get("/v1/datasets", headers=auth(read)).status_code == 200
+    refused = client.post("/v1/query", headers=auth(read), json=sql)
+    assert refused.status_code == 403 and refused.json()["error"] == "forbidden" and "needs query" in refused.json()["message"]
+    assert client.post("/v1/query", headers=auth(query), json=sql).status_code in (200, 403)
+    assert client.post("/v1/query", headers=auth(query), json=sql).json().get("error") != "forbidden"
+    proposal = client.post("/v1/agreements", headers=auth(query), json={"document": agreement()})
+    assert proposal.status_code == 403 and proposal.json()["error"] == "forbidden"
+    with pytest.raises(Exception, match="unknown token scope"):
+        party_svc.create_token(deps, "brand", scope="root")
+    assert [t.scope.value for t in party_svc.list_tokens(deps, "brand")] == ["admin", "read", "query"]
+
+
+def test_failed_sign_ins_are_throttled_per_client(world):
+    client, tokens, _, ticks, _ = world
+    for _ in range(3):
+        assert client.get("/v1/me", headers=auth("cg_wrong")).status_code == 401
+    blocked = client.get("/v1/me", headers=auth(tokens["brand"]))  # even a good token, from this client, waits
+    assert blocked.status_code == 429 and int(blocked.headers["Retry-After"]) > 0
+    assert client.get("/v1/me").status_code == 429
+    ticks.now += 61
+    assert client.get("/v1/me", headers=auth(tokens["brand"])).status_code == 200
+    assert client.get("/v1/me").status_code == 401  # no token is not a failed sign-in ...
+    assert client.get("/v1/me").status_code == 401
+    assert client.get("/v1/me").status_code == 401
+    assert client.get("/v1/me").status_code == 401  # ... so it never blocks
+
+
+def test_security_headers_and_validation_errors(world):
+    client, tokens, _, _, _ = world
+    response = client.get("/v1/me", headers=auth(tokens["brand"]))
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    bad = client.post("/v1/query", headers=auth(tokens["brand"]), json={"sql": "SELECT 1"})
+    assert bad.status_code == 422 and bad.json() == {"error": "bad_input", "message": "purpose: Field required"}
+    assert "default-src 'none'" not in client.get("/docs").headers.get("Content-Security-Policy", "")
