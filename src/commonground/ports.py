@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from .policy.context import Plan
 
@@ -23,8 +23,38 @@ class QueryResult:
     elapsed_ms: float = 0.0
 
 
+@dataclass(frozen=True)
+class ConsentSnapshot:
+    """One dataset's consent state for one purpose, reflecting every record with seq <= `seq`
+    (later records may be reflected too: replaying them again over it changes nothing)."""
+
+    seq: int
+    subjects: Sequence[str]  # opt_in: the subjects who granted the purpose; opt_out: those who withdrew it
+
+
+@dataclass(frozen=True)
+class ConsentGate:
+    """How the engine applies one dataset's consent gate for one purpose (the view's `cg_consented`).
+
+    The engine reads a derived *base*, the version's rows whose subjects may be used as of consent
+    record `base_seq`, and applies `changes`, the subjects whose records came after it. With
+    `snapshot` the base is (re)built from it first. A base whose header does not match
+    (version, purpose, mode, seq, row count) is never used: the engine calls `reload` for a gate
+    with a fresh snapshot and rebuilds.
+    """
+
+    mode: str  # "opt_in" | "opt_out"
+    purpose: str
+    source_sha256: str  # the version's commitment: a base derived from another file is stale
+    base: Path
+    base_seq: int
+    changes: Mapping[str, bool] = field(default_factory=dict)  # subject -> may be used now
+    snapshot: ConsentSnapshot | None = None
+    reload: Callable[[], "ConsentGate"] | None = field(default=None, compare=False, repr=False)
+
+
 class QueryEngine(Protocol):
-    def run(self, plan: Plan, sources: Mapping[str, Path], consent: Mapping[str, Sequence[str]] | None = None) -> QueryResult: ...
+    def run(self, plan: Plan, sources: Mapping[str, Path], consent: Mapping[str, ConsentGate] | None = None) -> QueryResult: ...
 
 
 @dataclass(frozen=True)

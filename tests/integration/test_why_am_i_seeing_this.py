@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 
+import duckdb
 import pytest
 from fastapi.testclient import TestClient
 
@@ -66,11 +67,11 @@ def shop(make_deps, tmp_path):
     tokens["carol"] = signed_up.json()["token"]
     assert signed_up.json()["links"][0]["controller"] == "retailer"
     assert client.post("/v1/claims", json={"code": code, "name": "mallory"}).status_code == 400  # spent
-    return client, tokens
+    return client, tokens, deps
 
 
 def test_why_am_i_seeing_this(shop):
-    client, tokens = shop
+    client, tokens, _ = shop
     carol = auth(tokens["carol"])
     assert client.post("/v1/query", headers=auth(tokens["brand"]), json=QUERY).status_code == 200
     made = client.post("/v1/offers", headers=auth(tokens["brand"]), json={
@@ -115,8 +116,13 @@ def test_why_am_i_seeing_this(shop):
     assert [r["kind"] for r in client.get("/v1/me/receipts", headers=carol).json()] == ["query", "offer", "query"]
 
 
+def _derived_rows_of(deps, subject: str) -> int:
+    return sum(duckdb.sql(f"SELECT count(*) FROM read_parquet('{base}') WHERE customer_id = '{subject}'").fetchall()[0][0]
+               for base in (deps.home / "derived").rglob("*.parquet"))
+
+
 def test_access_correction_and_erasure(shop):
-    client, tokens = shop
+    client, tokens, deps = shop
     carol, retailer = auth(tokens["carol"]), auth(tokens["retailer"])
     export = client.get("/v1/me/export", headers=carol).json()
     assert export["links"][0]["subject"] == "C0001"
@@ -137,19 +143,23 @@ def test_access_correction_and_erasure(shop):
                        json={"accept": False, "message": "again"}).status_code == 409
     assert client.get("/v1/requests", headers=carol).json()[0]["answer"] == "Updated in the next upload."
 
+    assert client.post("/v1/query", headers=auth(tokens["brand"]), json=QUERY).status_code == 200
+    assert _derived_rows_of(deps, "C0001") == 4  # the consent base: a filtered copy of the rows
     erased = client.post("/v1/me/erasure", headers=carol, json={"controller": "retailer", "reason": "leaving"})
     assert erased.status_code == 201, erased.text
     assert [(v["dataset"], v["version"], v["rows_removed"]) for v in erased.json()["versions"]] == [
         ("retailer.purchases", 2, 4)]
     assert "previous_file" not in erased.json()["versions"][0]  # the store's paths stay with the controller
     assert client.get("/v1/me/export", headers=carol).json()["data"] == []
+    # No derived file (the consent base the brand's query built) keeps her rows either.
+    assert _derived_rows_of(deps, "C0001") == 0
     shown = client.get("/v1/datasets/retailer/purchases", headers=retailer).json()
     assert shown["version"] == 2 and shown["rows"] == len(_purchases()) - 4
     assert client.post("/v1/me/erasure", headers=auth(tokens["brand"]), json={"controller": "retailer"}).status_code == 400
 
 
 def test_claim_codes_are_one_time_and_only_for_individuals(shop):
-    client, tokens = shop
+    client, tokens, _ = shop
     assert client.post("/v1/subjects/invite", headers=auth(tokens["carol"]), json={"subject": "x"}).status_code == 400
     # A subject id already claimed cannot be invited again.
     assert client.post("/v1/subjects/invite", headers=auth(tokens["retailer"]), json={"subject": "C0001"}).status_code == 409

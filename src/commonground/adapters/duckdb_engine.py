@@ -16,9 +16,14 @@ from typing import Mapping, Sequence
 import duckdb
 import pyarrow as pa
 from ..domain.errors import BadInput
-from ..policy.context import Plan
+from ..policy.context import Plan, RelationView
 from ..policy.transforms import hmac_sql
-from ..ports import QueryResult
+from ..ports import ConsentGate, QueryResult
+from . import consent_base
+
+
+def _quote(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
 
 
 class QueryTimeout(BadInput):
@@ -47,28 +52,34 @@ class DuckDBEngine:
         self.timeout_s = timeout_s
         self.temp_directory = temp_directory
 
-    def _connect(self, sources: Mapping[str, Path]) -> duckdb.DuckDBPyConnection:
-        config: dict[str, object] = {
-            "autoinstall_known_extensions": False,
-            "autoload_known_extensions": False,
-            "memory_limit": self.memory_limit,
-        }
+    def _config(self) -> dict[str, object]:
+        config: dict[str, object] = {"memory_limit": self.memory_limit}
         if self.threads:
             config["threads"] = self.threads
         if self.temp_directory:
             config["temp_directory"] = str(self.temp_directory)
+        return config
+
+    def _connect(self, files: Sequence[Path]) -> duckdb.DuckDBPyConnection:
+        config: dict[str, object] = {
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            **self._config(),
+        }
         con = duckdb.connect(":memory:", config=config)
-        paths = [str(Path(p).resolve()) for p in sources.values()]
+        paths = [str(Path(p).resolve()) for p in files]
         con.execute("SET allowed_paths = $paths", {"paths": paths})
         con.execute("SET enable_external_access = false")
         return con
 
-    def run(self, plan: Plan, sources: Mapping[str, Path], consent: Mapping[str, Sequence[str]] | None = None) -> QueryResult:
-        """`consent` maps each consent-gated dataset to its subject set for this query's purpose."""
+    def run(self, plan: Plan, sources: Mapping[str, Path], consent: Mapping[str, ConsentGate] | None = None) -> QueryResult:
+        """`consent` gives, for each consent-gated dataset, its gate for this query's purpose."""
         started = time.perf_counter()
-        con = self._connect({d: sources[d] for d in plan.datasets})
+        gates = {view.dataset: self._consented(view, Path(sources[view.dataset]), (consent or {}).get(view.dataset))
+                 for view in plan.views if view.consent}
+        con = self._connect([Path(sources[d]) for d in plan.datasets] + [base for base, _ in gates.values()])
         try:
-            self._define(con, plan, sources, consent or {})
+            self._define(con, plan, sources, gates)
             con.execute("SET lock_configuration = true")
             timer = threading.Timer(self.timeout_s, con.interrupt)
             timer.start()
@@ -85,23 +96,66 @@ class DuckDBEngine:
         return QueryResult(result.columns, result.rows, result.suppressed_groups, result.exact_recount,
                            (time.perf_counter() - started) * 1000)
 
+    def _consented(self, view: RelationView, source: Path, gate: ConsentGate | None) -> tuple[Path, Mapping[str, bool]]:
+        """The base to read for a consent-gated view and the changes to apply over it.
+
+        A base is used only if its header matches this version, purpose, mode and seq and its
+        row count; otherwise it is rebuilt from a fresh snapshot (`gate.reload`). Without a
+        usable gate the query does not run: a gated view is never read ungated.
+        """
+        if gate is None or gate.mode != view.consent or not view.consent_subject:
+            raise BadInput(f"{view.dataset} is consent-gated and no consent state was given for it")
+        if gate.snapshot is None and consent_base.is_valid(gate.base, gate.source_sha256, gate.purpose, gate.mode,
+                                                           gate.base_seq):
+            return gate.base, gate.changes
+        if gate.snapshot is None:
+            gate = gate.reload() if gate.reload is not None else gate
+            if gate.snapshot is None or gate.mode != view.consent:
+                raise BadInput(f"the consent base of {view.dataset} is missing or stale and cannot be rebuilt")
+        if gate.snapshot.seq != gate.base_seq:
+            raise BadInput(f"the consent snapshot of {view.dataset} does not match its base")
+        try:
+            consent_base.build(source, gate.base, view.consent_subject, gate.mode, gate.purpose, gate.source_sha256,
+                               gate.base_seq, gate.snapshot.subjects, self._config())
+        except (duckdb.Error, OSError, RuntimeError) as e:  # the message could quote data: keep the kind only
+            raise BadInput(f"building the consent base of {view.dataset} failed ({type(e).__name__})") from None
+        return gate.base, gate.changes
+
     def _define(self, con: duckdb.DuckDBPyConnection, plan: Plan, sources: Mapping[str, Path],
-                consent: Mapping[str, Sequence[str]]) -> None:
+                gates: Mapping[str, tuple[Path, Mapping[str, bool]]]) -> None:
         for name, key in plan.pseudonym_keys.items():
             con.execute(f"CREATE MACRO {name}(v) AS {hmac_sql(key, 'v')}")
         for i, view in enumerate(plan.views):
-            path = str(Path(sources[view.dataset]).resolve()).replace("'", "''")
-            con.execute(f"CREATE VIEW cg_src_{i} AS SELECT * FROM read_parquet('{path}')")
+            path = _quote(Path(sources[view.dataset]).resolve())
             if view.consent:
-                subjects = pa.table({"subject": pa.array(list(consent.get(view.dataset, ())), pa.string())})
-                con.register(f"cg_consent_arrow_{i}", subjects)
-                con.execute(f"CREATE TEMP TABLE cg_consent_{i} AS SELECT DISTINCT subject FROM cg_consent_arrow_{i}")
-                con.unregister(f"cg_consent_arrow_{i}")
-            # The governor writes the placeholders as plain `FROM cg_source` / `FROM cg_consent`
+                con.execute(f"CREATE VIEW cg_src_{i} AS {self._consented_sql(con, i, view, path, *gates[view.dataset])}")
+            else:
+                con.execute(f"CREATE VIEW cg_src_{i} AS SELECT * FROM read_parquet({path})")
+            # The governor writes the placeholders as plain `FROM cg_source` / `FROM cg_consented`
             # (names no dataset or column can take), so binding them needs no re-parse.
-            select = view.select_sql.replace("FROM cg_source", f"FROM cg_src_{i}").replace("FROM cg_consent", f"FROM cg_consent_{i}")
+            select = view.select_sql.replace("FROM cg_source", f"FROM cg_src_{i}").replace("FROM cg_consented", f"FROM cg_src_{i}")
             con.execute(f'CREATE SCHEMA IF NOT EXISTS "{view.schema_name}"')
             con.execute(f'CREATE VIEW "{view.schema_name}"."{view.table_name}" AS {select}')
+
+    @staticmethod
+    def _consented_sql(con: duckdb.DuckDBPyConnection, i: int, view: RelationView, path: str, base: Path,
+                       changes: Mapping[str, bool]) -> str:
+        """`cg_consented`: the base as it is when nothing changed since it was built (no join at all);
+        otherwise the base without the changed subjects, plus the rows of those now admitted."""
+        base_sql = f"SELECT * FROM read_parquet({_quote(base.resolve())})"
+        if not changes:
+            return base_sql
+        subjects = sorted(changes)
+        con.register(f"cg_changes_arrow_{i}", pa.table({"subject": pa.array(subjects, pa.string()),
+                                                         "admitted": pa.array([changes[s] for s in subjects], pa.bool_())}))
+        con.execute(f"CREATE TEMP TABLE cg_changes_{i} AS SELECT subject, admitted FROM cg_changes_arrow_{i}")
+        con.unregister(f"cg_changes_arrow_{i}")
+        subject = f"CAST({consent_base.ident(view.consent_subject or '')} AS VARCHAR)"
+        sql = f"{base_sql} WHERE {subject} NOT IN (SELECT subject FROM cg_changes_{i})"
+        if any(changes.values()):
+            sql += (f" UNION ALL BY NAME SELECT * FROM read_parquet({path}) "
+                    f"WHERE {subject} IN (SELECT subject FROM cg_changes_{i} WHERE admitted)")
+        return sql
 
     def _execute(self, con: duckdb.DuckDBPyConnection, plan: Plan) -> QueryResult:
         if not plan.governed:

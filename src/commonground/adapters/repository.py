@@ -144,6 +144,28 @@ class Repository:
         return [{"seq": r.seq, "subject": r.subject, "purpose": r.purpose, "status": r.status, "source": r.source,
                  "recorded_by": r.recorded_by, "recorded_at": r.recorded_at.isoformat()} for r in conn.execute(q)]
 
+    def consent_since(self, conn: sa.Connection, dataset_id: str, purpose: str, seq: int,
+                      limit: int) -> list[tuple[int, str, str, dt.datetime]]:
+        """(seq, subject, status, recorded_at) of one dataset's records for one purpose after `seq`,
+        in order, at most `limit`: a range scan of the primary key from `seq`."""
+        r = t.consent_records.c
+        q = (sa.select(r.seq, r.subject, r.status, r.recorded_at)
+             .where(r.seq > seq, r.dataset_id == dataset_id, r.purpose == purpose).order_by(r.seq).limit(limit))
+        return [(int(x.seq), x.subject, x.status, x.recorded_at) for x in conn.execute(q)]
+
+    def consent_settled_seq(self, conn: sa.Connection) -> int:
+        """A consent record seq at or below which every record is committed and visible to the reads
+        that follow on `conn`. SQLite: writers serialise, so seqs commit in order and the read
+        transaction's snapshot holds them. PostgreSQL: seqs are taken before commit, so a later
+        seq can commit first; a SHARE lock, in a short transaction of its own, waits out every
+        writer in flight (reads that follow, at READ COMMITTED, see what they wrote)."""
+        latest = sa.select(sa.func.coalesce(sa.func.max(t.consent_records.c.seq), 0))
+        if conn.dialect.name != "postgresql":
+            return int(conn.execute(latest).scalar_one())
+        with conn.engine.connect() as locker, locker.begin():
+            locker.execute(sa.text("LOCK TABLE consent_records IN SHARE MODE"))
+            return int(locker.execute(latest).scalar_one())
+
     # -- vocabulary -----------------------------------------------------------------------
     def vocabulary_entries(self, conn: sa.Connection) -> list[tuple[str, str, str]]:
         rows = conn.execute(sa.select(t.vocabulary_entries).order_by(t.vocabulary_entries.c.kind, t.vocabulary_entries.c.name))

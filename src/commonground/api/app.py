@@ -63,7 +63,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (422, "Request does not match the schema"), (429, "Too many failed sign-ins; retry later"))}
 
 
-def create_app(deps: Deps, throttle: SignInThrottle | None = None) -> FastAPI:
+def create_app(deps: Deps, throttle: SignInThrottle | None = None, head_interval_s: float = 0.0) -> FastAPI:
+    """`head_interval_s`: the tree head on responses may lag the log by up to this long (the
+    server uses 1 s: one signature per second under load instead of one per response)."""
     app = FastAPI(title="Commonground", version="0.1.0", responses=_ERRORS,
                   description="A neutral data-sharing escrow: clean-room SQL under signed agreements.")
     throttle = throttle or SignInThrottle()
@@ -90,7 +92,7 @@ def create_app(deps: Deps, throttle: SignInThrottle | None = None) -> FastAPI:
     async def _witness(request: Request, call_next):
         response = await call_next(request)
         try:
-            head = audit_svc.signed_head(deps)
+            head = audit_svc.signed_head(deps, head_interval_s)
             response.headers[TREE_HEAD_HEADER] = json.dumps(head.to_dict(), separators=(",", ":"))
         except Exception:  # the ledger must not take the API down; verify reports problems
             pass

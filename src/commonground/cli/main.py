@@ -461,14 +461,19 @@ def report_balance(a: str, b: str, json_out: bool = JsonOpt) -> None:
 
 # -- serve and demo -----------------------------------------------------------------------
 
+# Responses carry a signed tree head at most this old: one signature a second under load.
+HEAD_INTERVAL_S = 1.0
+
+
 @command(app, "serve")
 def serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Option(8000, "--port"), json_out: bool = JsonOpt) -> None:
-    """Start the HTTP API (OpenAPI docs at /docs)."""
+    """Start the HTTP API (OpenAPI docs at /docs) and the web pages (at /web)."""
     import uvicorn
 
     from ..api.app import create_app
+    from ..web.app import mount_web
     deps = _deps()
-    uvicorn.run(create_app(deps), host=host, port=port, log_level="info")
+    uvicorn.run(mount_web(create_app(deps, head_interval_s=HEAD_INTERVAL_S), deps), host=host, port=port, log_level="info")
 
 
 @command(app, "demo")

@@ -22,8 +22,9 @@ class TableInfo:
     rows: int = 0
     # Most rows any one subject has: a bound that lets large groups pass on a cheap COUNT.
     max_rows_per_subject: int | None = None
-    # The consent gate for this query's purpose: "opt_in" keeps only subjects in the engine's
-    # `cg_consent` set (those who granted), "opt_out" drops them (those who withdrew).
+    # The consent gate for this query's purpose: "opt_in" keeps only the rows of subjects who
+    # granted it, "opt_out" drops those of subjects who withdrew it. The view then reads
+    # `cg_consented` (those rows, bound by the engine) instead of `cg_source`.
     consent: str | None = None
 
     @property
@@ -45,11 +46,22 @@ class QueryContext:
 
 @dataclass(frozen=True)
 class RelationView:
-    """How one dataset is exposed to a query: a SELECT over the placeholder `cg_source`."""
+    """How one dataset is exposed to a query: a SELECT over the placeholder `cg_source`, or, for
+    a consent-gated dataset, `cg_consented`: the rows of `cg_source` whose subject (the
+    `consent_subject` column) may be used for the query's purpose under the `consent` mode."""
 
     dataset: str  # owner.name, bound by the engine to the dataset's current file
     select_sql: str
-    consent: str | None = None  # the view reads `cg_consent`, bound to the consent set
+    consent: str | None = None  # "opt_in" | "opt_out": the view reads `cg_consented`
+    consent_subject: str | None = None
+
+    def consent_gate(self) -> str | None:
+        """What `cg_consented` is, in words, for explain output."""
+        if not self.consent:
+            return None
+        who = "granted" if self.consent == "opt_in" else "not withdrawn"
+        return (f"cg_consented = the rows of cg_source whose \"{self.consent_subject}\" has {who} consent "
+                f"to this purpose ({self.consent}), as of this query")
 
     @property
     def schema_name(self) -> str:
@@ -98,7 +110,8 @@ class Plan:
         return bool(self.groups) or self.per_subject
 
     def explain(self) -> str:
-        parts = [f"-- view {v.dataset}\n{v.select_sql}" for v in self.views]
+        parts = [f"-- view {v.dataset}\n" + (f"-- {v.consent_gate()}\n" if v.consent else "") + v.select_sql
+                 for v in self.views]
         for i, g in enumerate(self.groups):
             if g.fast_sql:
                 parts.append(f"-- __cg_groups_{i} (row-count bound)\n{g.fast_sql}")

@@ -19,7 +19,7 @@ from ..domain.errors import BadInput, NotFound, Refused
 from . import allowlist, checks
 from .analysis import DIALECT, Analysis, Lineage, Ref, branches
 from .context import Plan, QueryContext, RelationView
-from .rewrite import consent_predicate, rewrite
+from .rewrite import consent_source, rewrite
 
 RESERVED_PREFIX = "__cg"
 MAX_SQL_LENGTH = 100_000
@@ -145,11 +145,10 @@ def _agreement_for(ctx: QueryContext, dataset: str) -> AgreementState | None:
 def _own_plan(a: Analysis) -> Plan:
     views = {}
     for ref in a.refs.values():
-        select = exp.select(*[exp.column(c, quoted=True) for c in ref.table.schema.names]).from_("cg_source")
         subject = ref.table.schema.subject_column
-        if ref.table.consent and subject:
-            select = select.where(consent_predicate(ref.table.consent, subject))
-        views[ref.table.key] = RelationView(ref.table.key, select.sql(DIALECT), ref.table.consent)
+        consent = ref.table.consent if subject else None
+        select = exp.select(*[exp.column(c, quoted=True) for c in ref.table.schema.names]).from_(consent_source(consent))
+        views[ref.table.key] = RelationView(ref.table.key, select.sql(DIALECT), consent, subject if consent else None)
     return Plan(
         views=tuple(views.values()),
         pseudonym_keys={},

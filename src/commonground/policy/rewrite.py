@@ -145,7 +145,8 @@ def _consent(ref: Ref) -> tuple[str | None, str | None]:
 
 
 def _relation(ref: Ref, select_sql: str) -> RelationView:
-    return RelationView(ref.table.key, select_sql, ref.table.consent)
+    consent, subject = _consent(ref)
+    return RelationView(ref.table.key, select_sql, consent if subject else None, subject)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -159,17 +160,20 @@ def _view_sql(columns: tuple[tuple[str, Transform, str], ...], privacy_unit: str
     ]
     if privacy_unit is not None:
         projections.append(exp.alias_(exp.column(privacy_unit, quoted=True), PRIVACY_UNIT, quoted=True))
-    select = exp.select(*projections).from_(exp.Table(this=exp.to_identifier("cg_source")))
-    if consent is not None and subject is not None:
-        select = select.where(consent_predicate(consent, subject))
+    select = exp.select(*projections).from_(consent_source(consent if subject else None))
     return select.sql(DIALECT)
 
 
-def consent_predicate(consent: str, subject: str) -> exp.Expression:
-    """Rows whose subject may be used for the purpose: in the granted set, or not in the withdrawn one."""
-    members = exp.select(exp.column("subject")).from_(exp.Table(this=exp.to_identifier("cg_consent")))
-    test = exp.In(this=exp.column(subject, quoted=True), query=exp.Subquery(this=members))
-    return test if consent == "opt_in" else exp.not_(test)
+SOURCE = "cg_source"
+CONSENTED = "cg_consented"
+
+
+def consent_source(consent: str | None) -> exp.Table:
+    """The relation a view reads: `cg_source`, the version's rows, or for a consent-gated dataset
+    `cg_consented`, those of its rows whose subject may be used for the query's purpose (opt_in:
+    granted it; opt_out: has not withdrawn it). The engine binds it to the consent state as of
+    the query (a derived base plus the records since), so the gate is not a join in the view."""
+    return exp.Table(this=exp.to_identifier(SOURCE if consent is None else CONSENTED))
 
 
 # ---------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,14 +60,19 @@ def _stamp(moment: dt.datetime) -> str:
     return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def signed_head(deps: Deps) -> TreeHead:
+def signed_head(deps: Deps, max_age_s: float = 0.0) -> TreeHead:
     """The head for the log as it is now; a new size is signed once and kept (append-only).
 
     The next root is computed from the frontier stored with the last head plus the entries
-    appended since, so signing costs O(new entries), not O(log).
+    appended since, so signing costs O(new entries), not O(log). With `max_age_s`, a head
+    this process signed less than that long ago is returned as it is, even if entries were
+    appended since (a bounded merge delay, as Certificate Transparency logs have): a busy API
+    then signs about once per interval instead of once per response.
     """
     cached: TreeHead | None = deps.caches.get("head")
     if cached is not None:
+        if max_age_s > 0 and time.monotonic() - deps.caches.get("head_signed_at", float("-inf")) < max_age_s:
+            return cached
         with deps.store.read() as conn:  # the common case: nothing new, no write lock taken
             if deps.store.ledger_size(conn) == cached.tree_size:
                 return cached
@@ -87,6 +93,7 @@ def signed_head(deps: Deps) -> TreeHead:
             if not latest or latest[0] < size:
                 deps.store.insert_tree_head(conn, size, root, now, head.signature, frontier.to_bytes())
     deps.caches["head"] = head
+    deps.caches["head_signed_at"] = time.monotonic()
     return head
 
 

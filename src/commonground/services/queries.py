@@ -14,7 +14,7 @@ from ..domain.vocabulary import Kind
 from ..policy.context import Plan, QueryContext, TableInfo
 from ..policy.governor import govern
 from ..policy.offers import govern_offer
-from ..ports import QueryResult
+from ..ports import ConsentGate, QueryResult
 from . import consent as consent_svc
 from .agreements import agreements_in_force
 from .datasets import visible_versions
@@ -24,9 +24,10 @@ from .vocabulary import vocabulary
 
 
 def plan_query(deps: Deps, party: str, purpose: str, sql: str, per_subject: bool = False
-               ) -> tuple[Plan, dict[str, Path], dict[str, list[str]], dict[str, DatasetVersion]]:
+               ) -> tuple[Plan, dict[str, Path], dict[str, ConsentGate], dict[str, DatasetVersion]]:
     """Govern the query (or, `per_subject`, the offer computation) against the catalog as it is
-    now; read the consent sets it needs. Returns the plan, its files, consent sets and versions."""
+    now; read the consent gates it needs (the changes since each gate's base, in this same read
+    transaction). Returns the plan, its files, consent gates and versions."""
     with deps.store.read() as conn:
         require_party(deps, conn, party)
         vocabulary(deps, conn).check(Kind.PURPOSE, purpose)
@@ -42,7 +43,7 @@ def plan_query(deps: Deps, party: str, purpose: str, sql: str, per_subject: bool
             if view.consent:
                 version = versions[view.dataset]
                 dataset_id = deps.store.dataset_id(conn, require_party(deps, conn, version.owner).id, version.name)
-                consent[view.dataset] = consent_svc.filter_subjects(deps, conn, dataset_id, version.schema, purpose)
+                consent[view.dataset] = consent_svc.gate(deps, conn, dataset_id, version, purpose)
     return plan, {k: deps.home / v.path for k, v in versions.items()}, consent, versions
 
 

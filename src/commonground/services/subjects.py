@@ -300,7 +300,8 @@ def request_erasure(deps: Deps, individual: str, controller: str, reason: str = 
     version without them, and the request is recorded with the versions it made.
 
     Earlier versions stay on disk for the controller's record keeping (queries only ever read
-    the latest version); their files are named in the request so they can be purged.
+    the latest version); their files are named in the request so they can be purged. Derived
+    consent bases (filtered copies of the rows) of the dataset are removed.
     """
     now = deps.now()
     with deps.store.read() as conn:
@@ -345,6 +346,11 @@ def request_erasure(deps: Deps, individual: str, controller: str, reason: str = 
         for _, _, dest, _ in written:
             dest.unlink(missing_ok=True)
         raise
+    # Consent bases are filtered copies of a version's rows: drop them, so no derived file keeps
+    # the erased rows (the next gated query rebuilds from the new version).
+    with deps.store.read() as conn:
+        for version, _, _, _ in written:
+            consent_svc.purge_bases(deps, _dataset_id(deps, conn, version))
     return request(deps, individual, request_id)
 
 
