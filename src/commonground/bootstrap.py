@@ -39,6 +39,12 @@ class LazyEngine:
             self._engine = DuckDBEngine(**self._settings)
         return self._engine.run(plan, sources, consent)
 
+    def export(self, plan: Any, source: Any, gate: Any, dest: Any, fmt: str, metadata: Any) -> Any:
+        if self._engine is None:
+            from .adapters.duckdb_engine import DuckDBEngine
+            self._engine = DuckDBEngine(**self._settings)
+        return self._engine.export(plan, source, gate, dest, fmt, metadata)
+
 
 class SystemClock:
     def now(self) -> dt.datetime:

@@ -8,6 +8,7 @@ The governor has already refused anything that is not a plain SELECT; this is th
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -17,9 +18,11 @@ import duckdb
 import pyarrow as pa
 from ..domain.errors import BadInput
 from ..policy.context import Plan, RelationView
+from ..policy.exports import ExportPlan
 from ..policy.transforms import hmac_sql
 from ..ports import ConsentGate, QueryResult
 from . import consent_base
+from .anonymiser import Anonymised, anonymise
 
 
 def _quote(path: Path) -> str:
@@ -95,6 +98,38 @@ class DuckDBEngine:
             con.close()
         return QueryResult(result.columns, result.rows, result.suppressed_groups, result.exact_recount,
                            (time.perf_counter() - started) * 1000)
+
+    def export(self, plan: ExportPlan, source: Path, gate: ConsentGate | None, dest: Path, fmt: str,
+               metadata: Mapping[str, str]) -> Anonymised:
+        """Write a recipient's curated copy to `dest` (which may be written, nothing else):
+        the governed view, k-anonymised, in keyed order, as Parquet (with `metadata`) or CSV."""
+        as_plan = Plan(views=(plan.view,), pseudonym_keys=plan.pseudonym_keys, columns=plan.columns, sql="",
+                       datasets=(plan.dataset,))
+        sources = {plan.dataset: source}
+        gates = {plan.dataset: self._consented(plan.view, source, gate)} if plan.view.consent else {}
+        con = self._connect([source, dest] + [base for base, _ in gates.values()])
+        try:
+            self._define(con, as_plan, sources, gates)
+            con.execute("SET lock_configuration = true")
+            timer = threading.Timer(self.timeout_s, con.interrupt)
+            timer.start()
+            try:
+                result = anonymise(con, f'"{plan.view.schema_name}"."{plan.view.table_name}"', plan)
+                if fmt == "parquet":
+                    pairs = ", ".join(f"'{k}': '{v}'" for k, v in metadata.items())
+                    options = f"FORMAT parquet, COMPRESSION zstd, KV_METADATA {{{pairs}}}"
+                else:
+                    options = "FORMAT csv, HEADER true"
+                con.execute(f"COPY ({result.select_sql}) TO {_quote(dest)} ({options})")
+            except duckdb.InterruptException:
+                raise QueryTimeout(f"export took longer than {self.timeout_s:.0f} s and was cancelled") from None
+            except duckdb.Error as e:  # others' data: the message is withheld, as for governed queries
+                raise _query_error(e, dataclasses.replace(as_plan, per_subject=True)) from None
+            finally:
+                timer.cancel()
+        finally:
+            con.close()
+        return result
 
     def _consented(self, view: RelationView, source: Path, gate: ConsentGate | None) -> tuple[Path, Mapping[str, bool]]:
         """The base to read for a consent-gated view and the changes to apply over it.

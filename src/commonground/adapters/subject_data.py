@@ -17,6 +17,7 @@ from typing import Any, Iterable
 
 import duckdb
 
+from ..domain.errors import BadInput
 from ..ports import IngestedFile
 from .ingest import ParquetIngest, _ident, _quote, _sha256
 
@@ -98,3 +99,41 @@ class SubjectData:
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, dest)
         return IngestedFile(dest, digest, rows, size, subjects, most)
+
+    def trace(self, leaked: Path, candidates: list[tuple[dict[str, Any], Path, str, Any]]) -> list[dict[str, Any]]:
+        """For each candidate export (record, the dataset file, its subject column, the agreement):
+        how many values of the leaked file's best-matching column are that recipient's pseudonyms."""
+        from ..policy.exports import recipient_key  # noqa: PLC0415 - only tracing needs it
+        from ..policy.transforms import hmac_sql  # noqa: PLC0415
+
+        if not leaked.is_file():
+            raise BadInput(f"cannot read {leaked}: no such file")
+        con = self._connect([leaked] + [data for _, data, _, _ in candidates])
+        try:
+            parquet = leaked.suffix.lower() in (".parquet", ".pq")
+            reader = (f"read_parquet({_quote(leaked)})" if parquet
+                      else f"read_csv({_quote(leaked)}, all_varchar=true, header=true)")
+            try:
+                columns = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()]
+                metadata = {}
+                if parquet:
+                    metadata = {bytes(k).decode(errors="replace"): bytes(v).decode(errors="replace") for k, v in con.execute(
+                        f"SELECT key, value FROM parquet_kv_metadata({_quote(leaked)})").fetchall()}
+            except duckdb.Error as e:
+                raise BadInput(f"cannot read {leaked.name} as {'Parquet' if parquet else 'CSV'}: "
+                               f"{str(e).splitlines()[0][:200]}") from None
+            con.execute(f"CREATE TEMP TABLE leaked AS SELECT * FROM {reader}")
+            total = con.execute("SELECT count(*) FROM leaked").fetchone()[0]
+            out = []
+            for record, data, subject, agreement in candidates:
+                pseudonym = hmac_sql(recipient_key(agreement, record["recipient"]), f"CAST({_ident(subject)} AS VARCHAR)")
+                con.execute(f"CREATE OR REPLACE TEMP TABLE theirs AS SELECT DISTINCT {pseudonym} AS p "
+                            f"FROM read_parquet({_quote(data)})")
+                best = max((con.execute(f"SELECT count(*) FROM leaked WHERE CAST({_ident(c)} AS VARCHAR) IN "
+                                        "(SELECT p FROM theirs)").fetchone()[0], c) for c in columns)
+                out.append({"recipient": record["recipient"], "export": record["id"], "agreement": record["agreement"],
+                            "dataset": record["dataset"], "matched": best[0], "column": best[1] if best[0] else None,
+                            "rows": total, "export_in_metadata": metadata.get("commonground.export") == record["id"]})
+            return out
+        finally:
+            con.close()

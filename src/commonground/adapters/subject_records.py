@@ -88,16 +88,17 @@ class SubjectRecords:
         if rows:
             conn.execute(t.computations.insert(), rows)
 
-    def receipts(self, conn: sa.Connection, scopes: list[ReceiptScope], before: int | None, limit: int) -> list[dict[str, Any]]:
+    def receipts(self, conn: sa.Connection, scopes: list[ReceiptScope], before: dt.datetime | None,
+                 limit: int) -> list[dict[str, Any]]:
         """Computations that read a version holding the subject's rows at a time their consent let them in,
-        newest first; `before` is the paging cursor (a computation's seq)."""
+        newest first; `before` is the paging cursor (the `at` of the last receipt seen)."""
         c = t.computations.c
         conditions = [cond for s in scopes if (cond := self._scope_condition(s)) is not None]
         if not conditions:
             return []
         q = sa.select(t.computations).where(sa.or_(*conditions)).order_by(c.seq.desc()).limit(limit)
         if before is not None:
-            q = q.where(c.seq < before)
+            q = q.where(c.at < before)
         names = {s.dataset_id: s.dataset for s in scopes}
         return [{"seq": r.seq, "kind": r.kind, "party": r.party, "purpose": r.purpose,
                  "agreements": json.loads(r.agreements_json), "dataset": names[r.dataset_id], "version": r.version,
@@ -168,3 +169,26 @@ class SubjectRecords:
                               .values(status=status, released_json=json.dumps(released, default=str) if released else None,
                                       decided_at=when))
         return result.rowcount == 1
+
+    # -- exports ----------------------------------------------------------------------------
+    def insert_export(self, conn: sa.Connection, record: dict[str, Any]) -> None:
+        conn.execute(t.exports.insert().values(**{k: v for k, v in record.items() if k != "report"},
+                                               report_json=json.dumps(record["report"], default=str)))
+
+    def exports(self, conn: sa.Connection, *, export_id: str | None = None, recipient: str | None = None,
+                dataset_ids: list[str] | None = None) -> list[dict[str, Any]]:
+        e = t.exports.c
+        q = (sa.select(t.exports, t.datasets.c.name.label("dataset_name"), t.parties.c.name.label("owner"))
+             .join(t.datasets, t.datasets.c.id == e.dataset_id).join(t.parties, t.parties.c.id == t.datasets.c.owner_id)
+             .order_by(e.created_at.desc(), e.id))
+        if export_id is not None:
+            q = q.where(e.id == export_id)
+        if recipient is not None:
+            q = q.where(e.recipient == recipient)
+        if dataset_ids is not None:
+            q = q.where(e.dataset_id.in_(dataset_ids))
+        return [{"id": r.id, "agreement": r.agreement_id, "recipient": r.recipient, "dataset": f"{r.owner}.{r.dataset_name}",
+                 "dataset_id": r.dataset_id, "version": r.version, "purpose": r.purpose, "format": r.format,
+                 "path": r.path, "sha256": r.sha256, "bytes": r.bytes, "rows": r.rows,
+                 "report": json.loads(r.report_json), "ledger_index": r.ledger_index,
+                 "created_at": _utc(r.created_at)} for r in conn.execute(q)]

@@ -11,7 +11,7 @@ from sqlalchemy import (BigInteger, Column, DateTime, ForeignKey, Index, Integer
 metadata = MetaData()
 
 # The newest migration in adapters/migrations/versions; a store behind it is upgraded on open.
-SCHEMA_REVISION = "0006"
+SCHEMA_REVISION = "0007"
 
 parties = Table(
     "parties", metadata,
@@ -225,4 +225,25 @@ offers = Table(
     Column("decided_at", DateTime(timezone=True)),
     Index("ix_offers_subject", "controller_id", "subject"),
     Index("ix_offers_batch", "batch_id"),
+)
+
+# Curated row-level copies made for recipients (rows mode); each file is kept for download and
+# Delta Sharing, and its hash is on the ledger.
+exports = Table(
+    "exports", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("agreement_id", String(32), ForeignKey("agreements.id"), nullable=False),
+    Column("recipient", String(63), nullable=False),
+    Column("dataset_id", String(32), ForeignKey("datasets.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("purpose", String(200), nullable=False),
+    Column("format", String(16), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("report_json", Text, nullable=False),
+    Column("ledger_index", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_exports_recipient", "recipient", "created_at"),
 )

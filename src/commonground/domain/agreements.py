@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 from .errors import BadInput
 from .names import check_label, check_name
-from .schema import ColumnType, DatasetSchema, Role
+from .schema import ColumnType, DatasetSchema, Role, Seal
 
 
 class TransformKind(str, Enum):
@@ -33,6 +33,9 @@ class AccessMode(str, Enum):
     # A per-subject computation whose result goes to each subject, never to the recipient,
     # who sees only the subject's decision and what the subject chooses to release.
     OFFER = "offer"
+    # Curated row-level exports: transforms and consent applied, k-anonymous over the
+    # quasi-identifiers (generalised along hierarchies, or rows suppressed), watermarked.
+    ROWS = "rows"
 
 
 class AgreementStatus(str, Enum):
@@ -127,6 +130,12 @@ class AgreementTerms:
     min_group_size: int
     join_keys: tuple[str, ...] = ()
     valid_from: dt.datetime | None = None
+    # rows mode: the columns checked for k-anonymity (default: the schema's quasi_identifier
+    # columns), their generalisation ladders (default by type), and the most rows that may be
+    # suppressed rather than generalised further.
+    quasi_identifiers: tuple[str, ...] = ()
+    hierarchies: Mapping[str, tuple[Transform | None, ...]] = field(default_factory=dict)
+    max_suppression: float = 0.05
 
     @property
     def parties(self) -> tuple[str, ...]:
@@ -142,6 +151,13 @@ class AgreementTerms:
         access: dict[str, Any] = {"mode": self.mode.value, "min_group_size": self.min_group_size}
         if self.join_keys:
             access["join_keys"] = list(self.join_keys)
+        if self.mode is AccessMode.ROWS:
+            if self.quasi_identifiers:
+                access["quasi_identifiers"] = list(self.quasi_identifiers)
+            if self.hierarchies:
+                access["hierarchies"] = {c: [t.to_dict() if t else "*" for t in levels]
+                                         for c, levels in self.hierarchies.items()}
+            access["max_suppression"] = self.max_suppression
         out: dict[str, Any] = {
             "name": self.name,
             "provider": self.provider,
@@ -226,13 +242,17 @@ def parse_agreement(doc: Any) -> AgreementTerms:
     access = doc["access"]
     if not isinstance(access, dict):
         raise BadInput("agreement: access must be a mapping {mode, min_group_size, join_keys}")
-    unknown = set(access) - {"mode", "min_group_size", "join_keys"}
+    unknown = set(access) - {"mode", "min_group_size", "join_keys", "quasi_identifiers", "hierarchies", "max_suppression"}
     if unknown:
         raise BadInput(f"agreement: access has unknown key(s) {sorted(unknown)}")
     try:
         mode = AccessMode(access.get("mode", "aggregate"))
     except ValueError:
-        raise BadInput(f"agreement: access mode {access.get('mode')!r} is not supported (use aggregate, join or offer)") from None
+        raise BadInput(f"agreement: access mode {access.get('mode')!r} is not supported "
+                       "(use aggregate, join, offer or rows)") from None
+    if mode is not AccessMode.ROWS and set(access) & {"quasi_identifiers", "hierarchies", "max_suppression"}:
+        raise BadInput("agreement: quasi_identifiers, hierarchies and max_suppression belong to access mode rows")
+    quasi, hierarchies, max_suppression = _rows_terms(access)
     k = access.get("min_group_size")
     if not isinstance(k, int) or isinstance(k, bool) or k < MIN_GROUP_SIZE_FLOOR:
         raise BadInput(f"agreement: access.min_group_size must be an integer >= {MIN_GROUP_SIZE_FLOOR}, got {k!r}")
@@ -245,7 +265,30 @@ def parse_agreement(doc: Any) -> AgreementTerms:
     if mode is AccessMode.JOIN and not join_keys:
         raise BadInput("agreement: access mode join needs at least one join key")
     return AgreementTerms(name, provider, recipients, tuple(purposes), valid_until,
-                          tuple(grants), mode, k, join_keys, valid_from)
+                          tuple(grants), mode, k, join_keys, valid_from, quasi, hierarchies, max_suppression)
+
+
+def _rows_terms(access: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, tuple[Transform | None, ...]], float]:
+    quasi = access.get("quasi_identifiers", [])
+    if not isinstance(quasi, list) or not all(isinstance(q, str) and q for q in quasi):
+        raise BadInput("agreement: access.quasi_identifiers must be a list of field names")
+    ladders = access.get("hierarchies", {})
+    if not isinstance(ladders, dict):
+        raise BadInput("agreement: access.hierarchies must map a field to a list of generalisation levels")
+    hierarchies: dict[str, tuple[Transform | None, ...]] = {}
+    for column, levels in ladders.items():
+        if not isinstance(levels, list) or not levels:
+            raise BadInput(f"agreement: access.hierarchies.{column} must be a non-empty list of levels "
+                           "(e.g. [{transform: bucket, width: 10}, '*'])")
+        hierarchies[str(column)] = tuple(None if level == "*" else parse_transform(
+            f"agreement: access.hierarchies.{column}", level) for level in levels)
+        if any(t is not None and t.kind in (TransformKind.DROP, TransformKind.HASH) for t in hierarchies[str(column)]):
+            raise BadInput(f"agreement: access.hierarchies.{column}: levels generalise (bucket, generalize, mask) "
+                           "or suppress ('*'); drop and hash are not levels")
+    max_suppression = access.get("max_suppression", 0.05)
+    if not isinstance(max_suppression, (int, float)) or isinstance(max_suppression, bool) or not 0 <= max_suppression <= 1:
+        raise BadInput("agreement: access.max_suppression must be a fraction between 0 and 1")
+    return tuple(quasi), hierarchies, float(max_suppression)
 
 
 def check_against(terms: AgreementTerms, schemas: Mapping[str, DatasetSchema]) -> None:
@@ -265,11 +308,28 @@ def check_against(terms: AgreementTerms, schemas: Mapping[str, DatasetSchema]) -
                 problems.append(f"{grant.dataset}.{col}: bucket needs a numeric column, it is {spec.type.value}")
             if t.kind is TransformKind.GENERALIZE and t.to and spec.type not in (ColumnType.DATE, ColumnType.TIMESTAMP):
                 problems.append(f"{grant.dataset}.{col}: generalize to {t.to} needs a date column, it is {spec.type.value}")
-            if spec.role is Role.IDENTIFIER and t.kind is TransformKind.RAW:
+            if spec.sealed and t.kind not in (TransformKind.RAW, TransformKind.DROP):
+                why = ("a fingerprint is already a keyed pseudonym the store cannot reverse, and hashing it again "
+                       "would stop it joining the other parties' fingerprints" if spec.seal is Seal.FINGERPRINT
+                       else "its values are ciphertext, which a transform cannot make sense of")
+                problems.append(f"{grant.dataset}.{col} is sealed as {spec.seal.value}: share it raw or drop it ({why})")
+            elif spec.role is Role.IDENTIFIER and t.kind is TransformKind.RAW and not spec.sealed:
                 problems.append(f"{grant.dataset}.{col} is an identifier: share it as hash, mask or drop, not raw")
         subject = schema.subject_column
         if subject is None:
             problems.append(f"{grant.dataset} has no subject_id column, so groups cannot be counted in subjects")
+        if terms.mode is AccessMode.ROWS:
+            for column in (*terms.quasi_identifiers, *terms.hierarchies):
+                if column not in grant.fields or grant.fields[column].kind is TransformKind.DROP:
+                    problems.append(f"quasi-identifier {column!r} is not a shared field of {grant.dataset}")
+            for column, levels in terms.hierarchies.items():
+                if column in schema.names:
+                    ctype = schema.column(column).type
+                    for t in levels:
+                        if t and t.kind is TransformKind.BUCKET and ctype not in (ColumnType.INTEGER, ColumnType.DOUBLE):
+                            problems.append(f"{grant.dataset}.{column}: bucket needs a numeric column")
+                        if t and t.kind is TransformKind.GENERALIZE and t.to and ctype not in (ColumnType.DATE, ColumnType.TIMESTAMP):
+                            problems.append(f"{grant.dataset}.{column}: generalize to {t.to} needs a date column")
         for key in terms.join_keys:
             if key not in grant.fields:
                 problems.append(f"join key {key!r} is not a field of {grant.dataset}")

@@ -73,19 +73,20 @@ def _record(deps: Deps, party: str, purpose: str, details: dict[str, Any], plan:
     with deps.store.transaction() as conn:
         index = deps.store.append_entry(conn, {"event": "query", "party": party, "purpose": purpose, **details, "at": now})
         if plan is not None and versions is not None:
-            record_computation(deps, conn, "query", party, purpose, plan, versions, index, now)
+            record_computation(deps, conn, "query", party, purpose, plan.agreements, plan.fields,
+                               {key: versions[key] for key in plan.datasets}, index, now)
 
 
-def record_computation(deps: Deps, conn, kind: str, party: str, purpose: str, plan: Plan,
-                       versions: dict[str, DatasetVersion], ledger_index: int, at) -> None:
+def record_computation(deps: Deps, conn, kind: str, party: str, purpose: str, agreements: tuple[str, ...],
+                       fields: tuple[str, ...], versions: dict[str, DatasetVersion], ledger_index: int, at) -> None:
+    """One row per dataset version read (`versions`: only those), with the fields read from it."""
     rows = []
-    for key in plan.datasets:
-        version = versions[key]
+    for key, version in versions.items():
         owner = require_party(deps, conn, version.owner)
         rows.append({"ledger_index": ledger_index, "kind": kind, "party": party, "purpose": purpose,
-                     "agreements_json": json.dumps(list(plan.agreements)),
+                     "agreements_json": json.dumps(list(agreements)),
                      "dataset_id": deps.store.dataset_id(conn, owner.id, version.name), "version": version.version,
-                     "fields_json": json.dumps([f.split(".", 2)[2] for f in plan.fields if f.startswith(key + ".")]),
+                     "fields_json": json.dumps([f.split(".", 2)[2] for f in fields if f.startswith(key + ".")]),
                      "at": at})
     deps.store.insert_computations(conn, rows)
 
