@@ -45,12 +45,18 @@ def world(make_deps, tmp_path):
         assert client.post("/v1/datasets/purchases", headers=auth(tokens["retailer"]), files={"file": ("p.csv", f)},
                            data={"schema": json.dumps({**PURCHASES_SCHEMA, "consent": "opt_out"})}).status_code == 201
     ids = {}
-    for name, mode in (("queries", "join"), ("offers", "offer")):
+    for name, mode in (("queries", "join"), ("offers", "offer"), ("rows", "rows")):
         doc = {**agreement(mode=mode, k=5), "name": name}
-        if mode == "offer":
-            doc["access"] = {"mode": "offer", "min_group_size": 5}
+        if mode != "join":
+            doc["access"] = {"mode": mode, "min_group_size": 5}
         ids[name] = client.post("/v1/agreements", headers=auth(tokens["retailer"]), json={"document": doc}).json()["id"]
     client.post(f"/v1/agreements/{ids['offers']}/accept", headers=auth(tokens["brand"]))
+    client.post(f"/v1/agreements/{ids['rows']}/accept", headers=auth(tokens["brand"]))
+    made = client.post("/v1/exports", headers=auth(tokens["brand"]),
+                       json={"dataset": "retailer.purchases", "purpose": "analytics.reporting"})
+    assert made.status_code == 201, made.text
+    ids["export"] = made.json()["id"]
+    assert client.get(f"/v1/exports/{ids['export']}/file", headers=auth(tokens["brand"])).status_code == 200
     code = client.post("/v1/subjects/invite", headers=auth(tokens["retailer"]), json={"subject": "C0001"}).json()["code"]
     tokens["carol"] = client.post("/v1/claims", json={"code": code, "name": "carol"}).json()["token"]
     code = client.post("/v1/subjects/invite", headers=auth(tokens["retailer"]), json={"subject": "C0002"}).json()["code"]
@@ -76,6 +82,7 @@ OUTSIDER_404 = {
     ("GET", "/v1/offers/{offer_id}"): lambda ids: ("GET", f"/v1/offers/{ids['offer']}", None),
     ("POST", "/v1/offers/{offer_id}/decision"): lambda ids: ("POST", f"/v1/offers/{ids['offer']}/decision", {"accept": True}),
     ("GET", "/v1/offer-batches/{batch_id}"): lambda ids: ("GET", f"/v1/offer-batches/{ids['batch']}", None),
+    ("GET", "/v1/exports/{export_id}/file"): lambda ids: ("GET", f"/v1/exports/{ids['export']}/file", None),
 }
 # Routes whose parameter is not someone's object, and why.
 NOT_AN_OBJECT = {
@@ -94,7 +101,8 @@ def test_every_route_with_an_id_answers_404_to_another_party(world):
         # brand is a party to the agreements and the offers' recipient; carol made the request and
         # holds the offer; dave is another of the retailer's customers
         strangers = {"agreements": ("outsider", "carol"), "datasets": ("outsider", "carol"),
-                     "requests": ("outsider", "brand", "dave")}.get(path.split("/")[2], ("outsider", "dave"))
+                     "requests": ("outsider", "brand", "dave"),
+                     "exports": ("outsider", "carol", "retailer")}.get(path.split("/")[2], ("outsider", "dave"))
         for party in strangers:
             response = client.request(method, path, headers=auth(tokens[party]), json=body)
             assert response.status_code == 404, (route, party, response.status_code, response.text)
@@ -112,6 +120,8 @@ def test_token_scopes(world):
     assert refused.status_code == 403 and refused.json()["error"] == "forbidden" and "needs query" in refused.json()["message"]
     assert client.post("/v1/query", headers=auth(query), json=sql).status_code in (200, 403)
     assert client.post("/v1/query", headers=auth(query), json=sql).json().get("error") != "forbidden"
+    export = client.post("/v1/exports", headers=auth(read), json={"dataset": "retailer.purchases", "purpose": "analytics.reporting"})
+    assert export.status_code == 403 and export.json()["error"] == "forbidden"  # an export is a computation
     proposal = client.post("/v1/agreements", headers=auth(query), json={"document": agreement()})
     assert proposal.status_code == 403 and proposal.json()["error"] == "forbidden"
     with pytest.raises(Exception, match="unknown token scope"):

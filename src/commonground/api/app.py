@@ -28,6 +28,7 @@ from ..services import parties as party_svc
 from ..services import queries as query_svc
 from ..services.audit import TREE_HEAD_HEADER
 from ..services.deps import Deps
+from .exports import export_routes
 from .individuals import individual_routes
 from .security import DOCS_PATHS, SECURITY_HEADERS, SignInThrottle, required_scope
 
@@ -185,6 +186,7 @@ def create_app(deps: Deps, throttle: SignInThrottle | None = None, head_interval
         return query_svc.result_json(result, plan)
 
     app.include_router(individual_routes(deps, caller))
+    app.include_router(export_routes(deps, caller))
 
     @app.get("/v1/audit/head")
     def head() -> dict[str, Any]:

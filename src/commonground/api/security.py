@@ -15,7 +15,7 @@ from typing import Callable
 from ..domain.errors import Throttled
 from ..domain.records import TokenScope
 
-_COMPUTE = {("POST", "/v1/query"), ("POST", "/v1/offers")}
+_COMPUTE = {("POST", "/v1/query"), ("POST", "/v1/offers"), ("POST", "/v1/exports")}
 
 # Every API answer is private to its caller and is data, never a page to render or frame.
 SECURITY_HEADERS = {
