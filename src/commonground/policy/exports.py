@@ -8,8 +8,9 @@ distinct subjects (or suppresses the rows of the classes still smaller, up to a 
 rate), and writes the file.
 
 Each recipient's copy is keyed to that recipient: pseudonyms use a key derived from the
-agreement's key and the recipient's name (so two recipients' files never share pseudonyms
-and a leaked file names its recipient), and rows are ordered by a keyed hash.
+agreement's key and the recipient's name, so two recipients' files never share pseudonyms and
+a leaked file names its recipient (re-sorting, re-encoding or dropping the file's metadata
+does not change that; dropping the pseudonym column does, and then only the metadata is left).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class ExportPlan:
     quasi_identifiers: tuple[QuasiIdentifier, ...]
     k: int
     max_suppression: float
-    order_key: bytes = dataclasses.field(repr=False)  # keyed row order: part of the watermark
+    rows_are_people: bool = False  # at most one row per subject: classes can count rows
 
 
 def recipient_key(agreement: AgreementState, recipient: str) -> bytes:
@@ -89,8 +90,7 @@ def govern_export(ctx: QueryContext, dataset: str) -> ExportPlan:
         labels = ["as shared"] + ["suppressed" if t is None else _describe(t) for t in ladder]
         quasi.append(QuasiIdentifier(name, tuple(levels), tuple(labels)))
     return ExportPlan(dataset, agreement.id, view, keys, tuple(c for c in schema.names if c in visible),
-                      tuple(quasi), terms.min_group_size, terms.max_suppression,
-                      hmac.new(keyed.hash_key, b"row-order", hashlib.sha256).digest())
+                      tuple(quasi), terms.min_group_size, terms.max_suppression, table.max_rows_per_subject == 1)
 
 
 def _rows_agreement(ctx: QueryContext, dataset: str) -> AgreementState:
