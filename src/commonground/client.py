@@ -8,6 +8,7 @@ head it saw to the new one: if the operator rewrote history, `LedgerRewritten` i
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from pathlib import Path
 from typing import Any, Optional
@@ -122,6 +123,26 @@ class Client:
 
     def proof(self, index: int) -> dict[str, Any]:
         return self._request("GET", f"/v1/audit/proof/{index}")
+
+    # -- curated exports (rows mode) ----------------------------------------------------------
+    def export(self, dataset: str, purpose: str, fmt: str = "parquet") -> dict[str, Any]:
+        """Make your curated copy of a dataset shared under a rows agreement; returns its report."""
+        return self._request("POST", "/v1/exports", json={"dataset": dataset, "purpose": purpose, "format": fmt})
+
+    def exports(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/v1/exports")
+
+    def download_export(self, export_id: str, dest: Path | str) -> Path:
+        """Save an export's file, checking it against the SHA-256 the store put on the ledger."""
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        response = self.http.get(f"/v1/exports/{export_id}/file", headers=headers)
+        if response.status_code >= 400:
+            raise ApiError(response.status_code, response.json())
+        digest = hashlib.sha256(response.content).hexdigest()
+        if digest != response.headers.get("X-Content-SHA256"):
+            raise ApiError(response.status_code, {"message": "the file does not match its recorded SHA-256"})
+        Path(dest).write_bytes(response.content)
+        return Path(dest)
 
     # -- individuals ------------------------------------------------------------------------
     def invite(self, subject: str, ttl_days: int = 30) -> dict[str, Any]:

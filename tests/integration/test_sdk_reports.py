@@ -85,6 +85,23 @@ def test_sdk_covers_the_individual_journey(store):
     assert hidden.value.status == 404
 
 
+def test_sdk_covers_exports(store):
+    _, deps, tokens, tmp_path = store
+    retailer, brand = _client(deps, tokens["retailer"]), _client(deps, tokens["brand"])
+    data, _ = write_purchases(tmp_path / "in")
+    retailer.upload("purchases", data, PURCHASES_SCHEMA)
+    rows_terms = {**agreement(k=5), "name": "rows", "access": {"mode": "rows", "min_group_size": 5}}
+    brand.accept(retailer.propose(rows_terms)["id"])
+    made = brand.export("retailer.purchases", "analytics.reporting")
+    assert made["rows_out"] + made["suppressed_rows"] == 120 and made["smallest_class"] >= 5
+    saved = brand.download_export(made["id"], tmp_path / "mine.parquet")
+    assert saved.stat().st_size == made["bytes"]
+    assert [e["id"] for e in retailer.exports()] == [made["id"]]
+    with pytest.raises(ApiError) as hidden:
+        retailer.download_export(made["id"], tmp_path / "theirs.parquet")
+    assert hidden.value.status == 404
+
+
 def test_witness_detects_a_rewritten_log(store):
     settings, deps, tokens, _ = store
     brand = _client(deps, tokens["brand"])
