@@ -124,6 +124,18 @@ class Client:
     def proof(self, index: int) -> dict[str, Any]:
         return self._request("GET", f"/v1/audit/proof/{index}")
 
+    def head(self) -> dict[str, Any]:
+        """The latest signed tree head (checked against the pinned key like every other)."""
+        head = self._request("GET", "/v1/audit/head")
+        self._signed(head)
+        return head
+
+    def public_key(self) -> str:
+        return self._request("GET", "/v1/audit/public-key")["public_key"]
+
+    def consistency(self, old_size: int) -> dict[str, Any]:
+        return self._request("GET", "/v1/audit/consistency", params={"old_size": old_size})
+
     # -- curated exports (rows mode) ----------------------------------------------------------
     def export(self, dataset: str, purpose: str, fmt: str = "parquet") -> dict[str, Any]:
         """Make your curated copy of a dataset shared under a rows agreement; returns its report."""
@@ -187,6 +199,9 @@ class Client:
 
     def requests(self, open_only: bool = False) -> list[dict[str, Any]]:
         return self._request("GET", "/v1/requests", params={"open_only": open_only})
+
+    def request(self, request_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/v1/requests/{request_id}")
 
     def answer_request(self, request_id: str, accept: bool, message: str) -> dict[str, Any]:
         return self._request("POST", f"/v1/requests/{request_id}/answer", json={"accept": accept, "message": message})
