@@ -105,7 +105,7 @@ def test_login_needs_its_csrf_cookie_and_a_good_token(store):
     bad = c.post("/web/login", data={"csrf_token": token, "token": "cg_forged"}, follow_redirects=False)
     assert bad.status_code == 401 and "not valid" in bad.text and "cg_session" not in set_cookies(bad)
     alice = c.post("/web/login", data={"csrf_token": token, "token": store["tokens"]["alice"]}, follow_redirects=False)
-    assert alice.status_code == 403 and "organisations" in alice.text
+    assert alice.status_code == 303 and alice.headers["location"] == "/web/me/data"  # individuals have their pages
 
 
 def test_pages_need_a_session(store):
@@ -126,7 +126,9 @@ def test_every_post_route_rejects_missing_or_wrong_csrf_and_changes_nothing(stor
     web_app = next(r.app for r in store["app"].routes if getattr(r, "path", "") == "/web")
     posts = [path for path in post_paths(web_app.routes) if path != "/login"]
     assert {"/logout", "/agreements/new", "/agreements/from-template", "/query",
-            "/agreements/{agreement_id}/accept", "/agreements/{agreement_id}/revoke"} <= set(posts)
+            "/agreements/{agreement_id}/accept", "/agreements/{agreement_id}/revoke",
+            "/signup", "/me/consents", "/me/claim", "/me/offers/{offer_id}/decision", "/me/corrections",
+            "/me/erasure", "/requests/{request_id}/answer"} <= set(posts)
     size = audit_svc.signed_head(deps).tree_size
     for path in posts:
         url = "/web" + path.replace("{agreement_id}", proposed.id)

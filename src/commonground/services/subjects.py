@@ -425,3 +425,18 @@ def _shown(r: dict[str, Any], to_controller: bool) -> dict[str, Any]:
     if not to_controller:
         out.pop("requester", None)
     return out
+
+
+def my_datasets(deps: Deps, individual: str) -> list[dict[str, Any]]:
+    """The datasets whose latest version holds the person's rows, with their columns (names only,
+    no values, nothing recorded): what a correction form may name."""
+    out = []
+    with deps.store.read() as conn:
+        party = require_individual(deps, conn, individual)
+        for link in deps.store.links_of(conn, party.id):
+            held = _holdings(deps, conn, link["controller"], link["subject"])
+            for key, version in sorted(_latest(deps, conn, link["controller"]).items()):
+                if any(v.id == version.id for v in held.get(key, [])):
+                    out.append({"dataset": key, "controller": link["controller"], "version": version.version,
+                                "columns": list(version.schema.names)})
+    return out

@@ -1,4 +1,4 @@
-"""The web app for organisations: server-rendered pages on the same process as the API.
+"""The web app for organisations and individuals: server-rendered pages on the same process as the API.
 
 `create_web(deps)` builds a sub-application with its own error pages and security headers;
 `mount_web(app, deps)` mounts it under /web of the API app and sends / there. The web app
@@ -7,7 +7,7 @@ imports services, never the API: the two edges are siblings, so neither can bypa
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -15,8 +15,9 @@ from starlette.responses import RedirectResponse, Response
 
 from ..domain.errors import CommongroundError, NotFound, Refused, Unauthenticated
 from ..services.deps import Deps
-from . import agreements, auth, datasets, queries, reports
+from . import agreements, auth, datasets, individuals, offers, queries, reports, requests
 from .context import STATIC, Web, make_templates
+from .roles import organisations
 from .security import add_security_headers
 from .sessions import CsrfFailed, LoginRequired, SessionStore
 
@@ -28,8 +29,10 @@ def create_web(deps: Deps, sessions: SessionStore | None = None) -> FastAPI:
     app = FastAPI(title="Commonground web", docs_url=None, redoc_url=None, openapi_url=None)
     app.middleware("http")(add_security_headers)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
-    for module in (auth, datasets, agreements, queries, reports):
+    for module in (auth, reports, individuals, offers, requests):  # each page checks whom it is for
         app.include_router(module.router(web))
+    for module in (datasets, agreements, queries):  # organisations' pages: an individual gets the 404 page
+        app.include_router(module.router(web), dependencies=[Depends(organisations(web))])
 
     def error_page(request: Request, status: int, title: str, message: str = "",
                    reasons: list[str] | None = None) -> Response:
