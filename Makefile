@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOME_DIR ?= .commonground
 PORT ?= 8000
 
-.PHONY: install run demo test bench clean
+.PHONY: install run demo test test-postgres bench bench-scale clean
 
 $(BIN)/commonground: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -25,12 +25,24 @@ test: install
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
+## The suite again with every store on PostgreSQL (a fresh database per test; CI runs it after
+## `make test`). The pure unit tests, the browser journeys, the API fuzzer and the engine parity
+## suite build no store of their own, so they run once, in `make test`.
+PG_TEST_URL ?= postgresql://127.0.0.1:5432/test
+test-postgres: install
+	COMMONGROUND_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest tests/integration \
+		--deselect tests/integration/test_api_fuzz.py --deselect tests/integration/test_spark_parity.py
+
 ## Long benchmarks, outside the test run (figures in docs/benchmarks.md)
 bench: install
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/governed_query.py
 	$(BIN)/python benchmarks/ledger.py --api append_entries
 	$(BIN)/python benchmarks/consent_filter.py
+
+## DuckDB vs Spark local at 10M and 50M rows (one run each; ~30 min, see docs/benchmarks.md)
+bench-scale: install
+	$(BIN)/python benchmarks/scale.py
 
 clean:
 	rm -rf $(VENV) $(HOME_DIR) test-artifacts

@@ -25,21 +25,38 @@ DEFAULT_HOME = ".commonground"
 DEFAULT_MAX_UPLOAD = 20 * 1024**3
 
 
-class LazyEngine:
-    """The DuckDB engine, made on the first query: most commands never query, and importing the
-    engine (DuckDB, Arrow, SQLGlot) is a third of every command's start-up."""
+ENGINES = ("duckdb", "spark")
 
-    def __init__(self, **settings: Any) -> None:
+
+class LazyEngine:
+    """The query engine, made on the first query: most commands never query, and importing the
+    engine (DuckDB, Arrow, SQLGlot; or pyspark and a JVM) is a third of every command's start-up."""
+
+    def __init__(self, kind: str = "duckdb", **settings: Any) -> None:
+        self.kind = kind
         self._settings = settings
         self._engine: Any = None
 
     def run(self, plan: Any, sources: Any, consent: Any = None) -> Any:
         if self._engine is None:
-            from .adapters.duckdb_engine import DuckDBEngine
-            self._engine = DuckDBEngine(**self._settings)
+            if self.kind == "spark":
+                try:
+                    from .adapters.spark_engine import SparkEngine
+                except ImportError:
+                    raise BadInput("COMMONGROUND_ENGINE=spark needs pyspark: pip install 'commonground[spark]'") from None
+                self._engine = SparkEngine(**self._settings)
+            else:
+                from .adapters.duckdb_engine import DuckDBEngine
+                self._engine = DuckDBEngine(**self._settings)
         return self._engine.run(plan, sources, consent)
 
     def export(self, plan: Any, source: Any, gate: Any, dest: Any, fmt: str, metadata: Any) -> Any:
+        if self.kind == "spark":  # an export writes one file on this machine: DuckDB does it, with Spark selected too
+            if getattr(self, "_exporter", None) is None:
+                from .adapters.duckdb_engine import DuckDBEngine
+                self._exporter = DuckDBEngine(memory_limit=self._settings.get("consent_memory_limit", "4GB"),
+                                              timeout_s=self._settings.get("timeout_s", 300.0))
+            return self._exporter.export(plan, source, gate, dest, fmt, metadata)
         if self._engine is None:
             from .adapters.duckdb_engine import DuckDBEngine
             self._engine = DuckDBEngine(**self._settings)
@@ -58,6 +75,8 @@ class Settings:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD
     query_memory: str = "4GB"
     query_timeout_s: float = 300.0
+    engine: str = "duckdb"  # COMMONGROUND_ENGINE: "duckdb" (one machine) or "spark"
+    spark_master: str = "local[*]"  # COMMONGROUND_SPARK_MASTER, e.g. spark://host:7077
 
     @classmethod
     def from_env(cls, home: str | Path | None = None) -> "Settings":
@@ -68,7 +87,11 @@ class Settings:
             timeout = float(os.environ.get("COMMONGROUND_QUERY_TIMEOUT", 300))
         except ValueError:
             raise BadInput("COMMONGROUND_MAX_UPLOAD_BYTES and COMMONGROUND_QUERY_TIMEOUT must be numbers") from None
-        return cls(home_path, url, max_upload, os.environ.get("COMMONGROUND_QUERY_MEMORY", "4GB"), timeout)
+        engine = (os.environ.get("COMMONGROUND_ENGINE") or "duckdb").strip().lower()
+        if engine not in ENGINES:
+            raise BadInput(f"COMMONGROUND_ENGINE must be one of {', '.join(ENGINES)}, not {engine!r}")
+        return cls(home_path, url, max_upload, os.environ.get("COMMONGROUND_QUERY_MEMORY", "4GB"), timeout, engine,
+                   os.environ.get("COMMONGROUND_SPARK_MASTER") or "local[*]")
 
 
 def build(settings: Settings, clock=None) -> Deps:
@@ -78,12 +101,19 @@ def build(settings: Settings, clock=None) -> Deps:
         store=Store(settings.database_url),
         clock=clock or SystemClock(),
         ingest=ingest,
-        engine=LazyEngine(memory_limit=settings.query_memory, timeout_s=settings.query_timeout_s),
+        engine=_engine(settings),
         subject_data=SubjectData(ingest),
         signer=FileSigner(settings.home / "keys" / "ledger-ed25519.pem"),
         new_id=lambda: uuid.uuid4().hex,
         new_secret=lambda: "cg_" + secrets.token_urlsafe(32),
     )
+
+
+def _engine(settings: Settings) -> LazyEngine:
+    if settings.engine == "spark":
+        return LazyEngine("spark", master=settings.spark_master, timeout_s=settings.query_timeout_s,
+                          consent_memory_limit=settings.query_memory)
+    return LazyEngine(memory_limit=settings.query_memory, timeout_s=settings.query_timeout_s)
 
 
 def init_store(deps: Deps) -> None:

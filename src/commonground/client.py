@@ -223,3 +223,35 @@ class Client:
 
     def offer_decisions(self, batch_id: str) -> list[dict[str, Any]]:
         return self._request("GET", f"/v1/offer-batches/{batch_id}")
+
+    # -- sealing (offline: no request is made; the collaboration secret never leaves this process)
+    @staticmethod
+    def seal(source: Path | str, dest: Path | str, schema: Any, secret: bytes | str | None = None, *,
+             secret_file: Path | str | None = None, collaboration: Optional[str] = None,
+             progress: Any = None) -> dict[str, Any]:
+        """Seal a file at your site before `upload` (docs/sealing.md): `schema` is the dataset
+        schema (a dict as from YAML) with `seal:` per column; the secret is given, read from
+        `secret_file`, or else from $COMMONGROUND_SEAL_SECRET. Returns what was sealed."""
+        from . import sealing
+        from .domain.schema import parse_schema
+        parsed = parse_schema(schema) if isinstance(schema, dict) else schema
+        key = sealing.check_secret(secret) if secret is not None else sealing.load_secret(secret_file)
+        return sealing.seal_file(source, dest, parsed, key, collaboration, progress).to_dict()
+
+    @staticmethod
+    def unseal(result: Any, schema: Any, secret: bytes | str | None = None, *, dest: Path | str | None = None,
+               secret_file: Path | str | None = None, collaboration: Optional[str] = None,
+               columns: Optional[dict[str, str]] = None) -> Any:
+        """Open the sealed columns of a result you were allowed to see: a `query` answer
+        ({"columns", "rows"}; a copy with the rows opened is returned) or a CSV/Parquet file
+        (written to `dest`). `columns` maps renamed result columns to the schema's."""
+        from . import sealing
+        from .domain.schema import parse_schema
+        parsed = parse_schema(schema) if isinstance(schema, dict) else schema
+        key = sealing.check_secret(secret) if secret is not None else sealing.load_secret(secret_file)
+        if isinstance(result, dict):
+            return {**result, "rows": sealing.unseal_rows(result["columns"], result["rows"], parsed, key,
+                                                          collaboration, columns)}
+        if dest is None:
+            raise ValueError("unseal of a file needs dest")
+        return sealing.unseal_file(result, dest, parsed, key, collaboration, columns).to_dict()

@@ -34,7 +34,7 @@ def sync_playwright_api() -> Any:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory, sync_playwright_api: Any) -> Iterator[dict[str, Any]]:
+def server(tmp_path_factory: pytest.TempPathFactory, sync_playwright_api: Any, store_database) -> Iterator[dict[str, Any]]:
     """The API and the web app, as `commonground serve` runs them, over the demo store."""
     import uvicorn
 
@@ -44,12 +44,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, sync_playwright_api: Any) -
     from commonground.web.app import mount_web
 
     home = tmp_path_factory.mktemp("browser") / "home"
-    saved = os.environ.pop("COMMONGROUND_DATABASE_URL", None)
-    try:
-        deps = bootstrap.build(bootstrap.Settings.from_env(home))
-    finally:
-        if saved is not None:
-            os.environ["COMMONGROUND_DATABASE_URL"] = saved
+    deps = bootstrap.build(bootstrap.Settings(home, store_database(home)))
     report = build_demo(deps, reset=True)
     port = _free_port()
     config = uvicorn.Config(mount_web(create_app(deps), deps), host="127.0.0.1", port=port,

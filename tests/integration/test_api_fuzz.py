@@ -23,9 +23,9 @@ CHECKS = [checks.not_a_server_error, checks.status_code_conformance, checks.cont
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
+def demo(tmp_path_factory, store_database):
     home = tmp_path_factory.mktemp("fuzz") / "home"
-    deps = bootstrap.build(bootstrap.Settings(home, f"sqlite:///{home.parent / 'metadata.db'}"))
+    deps = bootstrap.build(bootstrap.Settings(home, store_database(home)))
     report = build_demo(deps)
     yield deps, report["tokens"]
     deps.store.dispose()

@@ -82,6 +82,15 @@ OUTSIDER_404 = {
     ("POST", "/v1/offers/{offer_id}/decision"): lambda ids: ("POST", f"/v1/offers/{ids['offer']}/decision", {"accept": True}),
     ("GET", "/v1/offer-batches/{batch_id}"): lambda ids: ("GET", f"/v1/offer-batches/{ids['batch']}", None),
     ("GET", "/v1/exports/{export_id}/file"): lambda ids: ("GET", f"/v1/exports/{ids['export']}/file", None),
+    # Delta Sharing: brand's share is its rows agreement, named "rows"; the provider sees no share either.
+    **{(method, "/delta-sharing/shares/{share}" + tail): (
+        lambda ids, method=method, tail=tail: (method, "/delta-sharing/shares/rows" + tail.replace(
+            "{schema}", "retailer").replace("{table}", "purchases"), {} if method == "POST" else None))
+       for method, tail in (("GET", ""), ("GET", "/schemas"), ("GET", "/schemas/{schema}/tables"), ("GET", "/all-tables"),
+                            ("GET", "/schemas/{schema}/tables/{table}/version"),
+                            ("HEAD", "/schemas/{schema}/tables/{table}/version"),
+                            ("GET", "/schemas/{schema}/tables/{table}/metadata"),
+                            ("POST", "/schemas/{schema}/tables/{table}/query"))},
 }
 # Routes whose parameter is not someone's object, and why.
 NOT_AN_OBJECT = {
@@ -103,10 +112,13 @@ def test_every_route_with_an_id_answers_404_to_another_party(world):
         # holds the offer; dave is another of the retailer's customers
         strangers = {"agreements": ("outsider", "carol"), "datasets": ("outsider", "carol"),
                      "requests": ("outsider", "brand", "dave"),
-                     "exports": ("outsider", "carol", "retailer")}.get(path.split("/")[2], ("outsider", "dave"))
+                     "exports": ("outsider", "carol", "retailer"),
+                     "shares": ("outsider", "carol", "retailer")}.get(path.split("/")[2], ("outsider", "dave"))
         for party in strangers:
             response = client.request(method, path, headers=auth(tokens[party]), json=body)
             assert response.status_code == 404, (route, party, response.status_code, response.text)
+    # brand itself reads its share (so the 404s above are about who asks, not a wrong name)
+    assert client.get("/delta-sharing/shares/rows/schemas/retailer/tables", headers=auth(tokens["brand"])).status_code == 200
     # and nothing changed: the agreement the outsider tried to revoke is still active
     assert client.get(f"/v1/agreements/{ids['offers']}", headers=auth(tokens["brand"])).json()["status"] == "active"
 

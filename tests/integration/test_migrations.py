@@ -27,7 +27,8 @@ def test_a_store_from_an_older_version_is_upgraded_on_open(tmp_path, monkeypatch
     from commonground import bootstrap
     from commonground.adapters.tables import SCHEMA_REVISION
     from commonground.services import parties as party_svc
-    monkeypatch.delenv("COMMONGROUND_DATABASE_URL", raising=False)
+    from tests.conftest import use_default_database
+    use_default_database(monkeypatch)
     deps = bootstrap.build(bootstrap.Settings.from_env(tmp_path / "home"))
     bootstrap.init_store(deps)
     party_svc.add_party(deps, "retailer")

@@ -25,9 +25,9 @@ _ids = itertools.count()
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    settings_ = bootstrap.Settings(tmp_path_factory.mktemp("receipts") / "home",
-                                   f"sqlite:///{tmp_path_factory.mktemp('db') / 'm.db'}")
+def store(tmp_path_factory, store_database):
+    home = tmp_path_factory.mktemp("receipts") / "home"
+    settings_ = bootstrap.Settings(home, store_database(home))
     deps = bootstrap.build(settings_)
     bootstrap.init_store(deps)
     with deps.store.transaction() as conn:

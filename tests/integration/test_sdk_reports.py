@@ -21,7 +21,8 @@ from .data import BRAND_SCHEMA
 
 @pytest.fixture
 def store(tmp_path, monkeypatch):
-    monkeypatch.delenv("COMMONGROUND_DATABASE_URL", raising=False)
+    from tests.conftest import use_default_database
+    use_default_database(monkeypatch)
     settings = bootstrap.Settings.from_env(tmp_path / "home")
     deps = bootstrap.build(settings)
     bootstrap.init_store(deps)

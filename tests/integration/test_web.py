@@ -6,7 +6,6 @@ so its own cookies, and names anything it creates uniquely.
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any, Iterator
 
@@ -28,13 +27,9 @@ CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    saved = os.environ.pop("COMMONGROUND_DATABASE_URL", None)
-    try:
-        deps = bootstrap.build(bootstrap.Settings.from_env(tmp_path_factory.mktemp("web") / "home"))
-    finally:
-        if saved is not None:
-            os.environ["COMMONGROUND_DATABASE_URL"] = saved
+def store(tmp_path_factory: pytest.TempPathFactory, store_database) -> Iterator[dict[str, Any]]:
+    home = tmp_path_factory.mktemp("web") / "home"
+    deps = bootstrap.build(bootstrap.Settings(home, store_database(home)))
     report = build_demo(deps, reset=True)
     party_svc.add_party(deps, "outsider")
     tokens = dict(report["tokens"])

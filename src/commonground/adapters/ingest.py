@@ -18,8 +18,10 @@ from typing import Callable
 import duckdb
 
 from ..domain.errors import BadInput
-from ..domain.schema import ColumnType, DatasetSchema, inferred_schema, normalize_column_name
+from ..domain.schema import (FINGERPRINT_PATTERN, SEALED_PATTERN, ColumnType, DatasetSchema, Seal, inferred_schema,
+                             normalize_column_name)
 from ..ports import IngestedFile
+from . import curation as curation_steps
 
 _FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet",
             ".jsonl": "json", ".ndjson": "json", ".json": "json"}
@@ -88,7 +90,9 @@ class ParquetIngest:
         return fmt, reader
 
     def ingest(self, source: Path, schema: DatasetSchema | None, dest: Path,
-               progress: Callable[[float], None] | None = None) -> tuple[IngestedFile, DatasetSchema]:
+               progress: Callable[[float], None] | None = None,
+               curation_report: list | None = None) -> tuple[IngestedFile, DatasetSchema]:
+        """`curation_report`, when given, receives one adapters.curation.ColumnCuration per curated column."""
         fmt, reader = self._open_reader(source)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.tmp_dir / f"upload-{uuid.uuid4().hex}.parquet"
@@ -104,7 +108,12 @@ class ParquetIngest:
             if schema is None:
                 schema = self._infer(con, reader, fmt, file_columns)
             checked = self._select(schema, file_columns, fmt, source.name)  # also checks the columns match
+            reader, curated = curation_steps.prepare(con, reader, schema, file_columns, fmt, source.name)
+            if curation_report is not None:
+                curation_report.extend(curated)
             try:
+                if curated:  # mapped values are text: take the trim-and-cast path
+                    raise _ConversionFailed()
                 # Fast path: the reader parses typed columns itself; strings are trimmed.
                 typed = self._typed_reader(reader, fmt, schema, file_columns)
                 padded = self._padded_columns(con, reader, schema, file_columns) if fmt == "csv" else set()
@@ -116,6 +125,7 @@ class ParquetIngest:
                 except _ConversionFailed:
                     self._explain_conversion(con, schema, reader, file_columns, fmt, source.name)
             self._check_subjects(con, schema, tmp, source.name)
+            self._check_seals(con, schema, tmp, source.name)
             stats = self.stats(con, tmp, schema)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -126,6 +136,11 @@ class ParquetIngest:
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, dest)
         return IngestedFile(dest, digest, stats[0], size, stats[1], stats[2]), schema
+
+    def scan_pii(self, path: Path, schema: DatasetSchema) -> list[str]:
+        """Warnings for a written version's plain attributes that look like personal data (adapters/pii_scan.py)."""
+        from .pii_scan import version_warnings
+        return version_warnings(path, schema)
 
     def _infer(self, con, reader: str, fmt: str, file_columns) -> DatasetSchema:
         typed_reader = reader.replace("all_varchar=true, ", "") if fmt == "csv" else reader
@@ -229,6 +244,36 @@ class ParquetIngest:
             nulls = con.execute(f"SELECT count(*) FROM read_parquet({_quote(tmp)}) WHERE {_ident(subject)} IS NULL").fetchone()[0]
             if nulls:
                 raise BadInput(f"{filename}: {nulls} row(s) have no {subject}; every row needs its subject id")
+
+    def _check_seals(self, con, schema: DatasetSchema, tmp: Path, filename: str) -> None:
+        """Fingerprint and sealed columns must hold exactly the sealed forms (docs/sealing.md), so a
+        file sealed wrongly, or not at all, is refused whole: nothing is stored. The store cannot
+        check that a fingerprint is an HMAC (it has no key), only that it has the form of one;
+        the message never repeats a value, which may be a raw identifier."""
+        sealed = schema.sealed_columns
+        if not sealed:
+            return
+        parts = []
+        for col in sealed:
+            c = _ident(col.name)
+            if col.seal is Seal.FINGERPRINT:
+                bad = f"NOT regexp_full_match({c}, '{FINGERPRINT_PATTERN}')"
+            else:
+                bad = f"(NOT regexp_full_match({c}, '{SEALED_PATTERN}') OR length({c}) % 4 = 1)"
+            cond = f"{c} IS NOT NULL AND {bad}"
+            parts.append(f"count(*) FILTER (WHERE {cond}), min(file_row_number) FILTER (WHERE {cond})")
+        found = con.execute(f"SELECT {', '.join(parts)} FROM read_parquet({_quote(tmp)}, file_row_number=true)").fetchone()
+        problems = []
+        for i, col in enumerate(sealed):
+            count, first = found[2 * i], found[2 * i + 1]
+            if count:
+                form = ("a fingerprint (22 base64url characters)" if col.seal is Seal.FINGERPRINT
+                        else "a sealed value (base64url of version, nonce, ciphertext and tag)")
+                problems.append(f"column {col.name} is declared {col.seal.value}, but {count:,} value(s) are not "
+                                f"{form}, the first at row {int(first) + 1}")
+        if problems:
+            raise BadInput(f"{filename}: " + "; ".join(problems) + ". Seal the file at your site with `commonground "
+                           "seal` before uploading it; nothing was stored")
 
     def _explain_conversion(self, con, schema, reader, file_columns, fmt, filename: str) -> None:
         """Find the first row and column that broke the cast, for a message a person can act on."""

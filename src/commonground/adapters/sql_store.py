@@ -90,6 +90,11 @@ class SqlStore:
         # polling SQLite's busy handler (which sleeps up to 100 ms a try under contention).
         with self._writer:
             with self.engine.begin() as conn:
+                if not self.is_sqlite:
+                    # PostgreSQL: writers serialise from their first statement, as BEGIN IMMEDIATE
+                    # makes them on SQLite, so a read-then-write (the next agreement version, the
+                    # leaves a tree head covers) never races another process's commit.
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LEDGER_LOCK})
                 yield conn
 
     @contextlib.contextmanager

@@ -29,6 +29,7 @@ from ..services import queries as query_svc
 from ..services.audit import TREE_HEAD_HEADER
 from ..services.deps import Deps
 from .exports import export_routes
+from .delta_sharing import delta_sharing_routes
 from .individuals import individual_routes
 from .security import DOCS_PATHS, SECURITY_HEADERS, SignInThrottle, required_scope
 
@@ -186,6 +187,7 @@ def create_app(deps: Deps, throttle: SignInThrottle | None = None, head_interval
         return query_svc.result_json(result, plan)
 
     app.include_router(individual_routes(deps, caller))
+    app.include_router(delta_sharing_routes(deps, throttle))
     app.include_router(export_routes(deps, caller))
 
     @app.get("/v1/audit/head")

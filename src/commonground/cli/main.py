@@ -196,13 +196,20 @@ def dataset_show(ref: str, party: str = AsOpt, json_out: bool = JsonOpt) -> None
     """Schema, roles, versions and commitments of one dataset."""
     version, history = dataset_svc.show_dataset(_deps(), party, ref)
     data = dataset_svc.dataset_summary(version, history, own=version.owner == party)
+    if version.owner == party and state.deps is not None:
+        if curation := dataset_svc.curation_report(state.deps, version):
+            data["curation"] = curation
 
     def human() -> None:
         out.print(f"[bold]{version.key}[/] version {version.version}, {version.rows:,} rows")
-        table("columns", ["name", "type", "role", "category"],
-              [[c["name"], c["type"], c["role"], c["category"]] for c in data["columns"]])
+        table("columns", ["name", "type", "role", "category", "seal"],
+              [[c["name"], c["type"], c["role"], c["category"], c.get("seal", "")] for c in data["columns"]])
         table("versions", ["version", "rows", "sha256", "created"],
               [[h["version"], h["rows"], h["sha256"], h["created_at"]] for h in data["versions"]])
+        if data.get("curation"):
+            table("curation", ["column", "step", "mapped rows", "unmapped rows", "unmapped distinct", "on unmapped"],
+                  [[k, c["step"], c["mapped_rows"], c["unmapped_rows"], c["unmapped_distinct"], c["on_unmapped"]]
+                   for k, c in data["curation"].items()])
     emit(data, json_out, human)
 
 
@@ -486,7 +493,9 @@ def demo(reset: bool = typer.Option(False, "--reset", help="Start from an empty 
 
 
 # Commands for individuals and offers live in their own module; importing it registers them.
-from . import exports, individuals  # noqa: E402,F401
+from . import exports, individuals, sharing  # noqa: E402,F401
+from . import sealing  # noqa: E402,F401
+from . import curation  # noqa: E402,F401
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 from .errors import BadInput
 from .names import check_label, check_name
-from .schema import ColumnType, DatasetSchema, Role
+from .schema import ColumnType, DatasetSchema, Role, Seal
 
 
 class TransformKind(str, Enum):
@@ -308,7 +308,20 @@ def check_against(terms: AgreementTerms, schemas: Mapping[str, DatasetSchema]) -
                 problems.append(f"{grant.dataset}.{col}: bucket needs a numeric column, it is {spec.type.value}")
             if t.kind is TransformKind.GENERALIZE and t.to and spec.type not in (ColumnType.DATE, ColumnType.TIMESTAMP):
                 problems.append(f"{grant.dataset}.{col}: generalize to {t.to} needs a date column, it is {spec.type.value}")
-            if spec.role is Role.IDENTIFIER and t.kind is TransformKind.RAW:
+            if spec.sealed and terms.mode.value == "rows" and spec.role.identifying and t.kind is TransformKind.RAW:
+                # Every party of the collaboration holds the secret: a recipient could open a sealed
+                # identifier, or fingerprint guesses and match them, so identifiers still never leave raw.
+                instead = "hash or drop" if spec.seal is Seal.FINGERPRINT else "drop"
+                problems.append(f"{grant.dataset}.{col} is an identifier sealed as {spec.seal.value}: access mode rows "
+                                f"would send it row by row to a recipient who holds the collaboration secret; "
+                                f"share it as {instead}")
+            elif spec.sealed and t.kind not in (TransformKind.RAW, TransformKind.DROP) and not (
+                    terms.mode.value == "rows" and spec.seal is Seal.FINGERPRINT and t.kind is TransformKind.HASH):
+                why = ("a fingerprint is already a keyed pseudonym the store cannot reverse, and hashing it again "
+                       "would stop it joining the other parties' fingerprints" if spec.seal is Seal.FINGERPRINT
+                       else "its values are ciphertext, which a transform cannot make sense of")
+                problems.append(f"{grant.dataset}.{col} is sealed as {spec.seal.value}: share it raw or drop it ({why})")
+            elif spec.role is Role.IDENTIFIER and t.kind is TransformKind.RAW and not spec.sealed:
                 problems.append(f"{grant.dataset}.{col} is an identifier: share it as hash, mask or drop, not raw")
         subject = schema.subject_column
         if subject is None:

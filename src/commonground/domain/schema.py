@@ -3,6 +3,11 @@
 The role is what the governor reasons about: `subject_id` is the privacy unit and the join
 key, `identifier` points at one person by itself, `quasi_identifier` does in combination,
 `sensitive` is what a person would not want linked to them, `attribute` is everything else.
+
+A column may also be *sealed* at the contributor's site before upload (docs/sealing.md): a
+`fingerprint` column holds a keyed HMAC of the value (joins and distinct counts only), a
+`sealed` column holds AES-GCM ciphertext only the collaboration's parties can open. The store
+never sees the plaintext or the key; it only checks that the values have the right form.
 """
 
 from __future__ import annotations
@@ -56,6 +61,34 @@ _TYPE_ALIASES = {
     "bool": "boolean", "datetime": "timestamp",
 }
 
+class Seal(str, Enum):
+    """How a column was sealed before upload (docs/sealing.md)."""
+
+    CLEARTEXT = "cleartext"
+    FINGERPRINT = "fingerprint"  # HMAC-SHA256 truncated to 128 bits, base64url: equality only
+    SEALED = "sealed"  # AES-256-GCM ciphertext, base64url: opened by the recipient only
+
+
+# The wire form of sealed values, shared by the sealing tool (commonground.sealing) and the
+# ingest's well-formedness check. A fingerprint is 16 bytes (128 bits) in unpadded base64url:
+# 22 characters whose last one carries 2 data bits and 4 zero bits, so it is one of A, Q, g, w.
+FINGERPRINT_BYTES = 16
+FINGERPRINT_CHARS = 22
+FINGERPRINT_PATTERN = r"^[A-Za-z0-9_-]{21}[AQgw]$"
+# A sealed value is unpadded base64url of version (1 byte) || nonce (12) || ciphertext || tag (16).
+# Version 1: the plaintext as is; version 2: padded (ISO/IEC 7816-4) to a multiple of `pad`.
+SEAL_VERSION_PLAIN = 1
+SEAL_VERSION_PADDED = 2
+SEAL_NONCE_BYTES = 12
+SEAL_TAG_BYTES = 16
+SEALED_MIN_BYTES = 1 + SEAL_NONCE_BYTES + SEAL_TAG_BYTES
+# The first byte (0x01 or 0x02) puts 'A' first and one of Q..v second; an unpadded base64url
+# string is never 1 character longer than a multiple of 4.
+SEALED_PATTERN = r"^A[Q-Za-v][A-Za-z0-9_-]{37,}$"
+NORMALIZATIONS = ("trim", "lower", "nfc", "digits")
+_DOMAIN = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
+
+
 ConsentMode = Enum("ConsentMode", {"NONE": "none", "OPT_IN": "opt_in", "OPT_OUT": "opt_out"}, type=str)
 
 _CATEGORY = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
@@ -78,9 +111,40 @@ class ColumnSpec:
     role: Role = Role.ATTRIBUTE
     category: str = "system.operations"
     description: str = ""
+    seal: Seal = Seal.CLEARTEXT
+    # fingerprint/sealed: the key's domain (default: the column name). Two parties' columns
+    # join only if they share the collaboration, the domain and the normalisation.
+    seal_domain: str | None = None
+    normalize: tuple[str, ...] = ("trim",)  # fingerprint: applied before the HMAC, in order
+    pad: int | None = None  # sealed: pad plaintexts to a multiple of this many bytes
+    curate: str | None = None  # a standard-codes step applied at ingest (CURATE_STEPS)
+    on_unmapped: str = "keep"  # keep | null | reject: what happens to values the step cannot map
+
+    @property
+    def sealed(self) -> bool:
+        return self.seal is not Seal.CLEARTEXT
+
+    @property
+    def domain(self) -> str:
+        return self.seal_domain or self.name
+
+    def seal_dict(self) -> dict[str, Any]:
+        """The seal metadata the store keeps and shows (empty for a cleartext column)."""
+        if not self.sealed:
+            return {}
+        out: dict[str, Any] = {"seal": self.seal.value, "domain": self.domain}
+        if self.seal is Seal.FINGERPRINT:
+            out["normalize"] = list(self.normalize)
+        if self.pad:
+            out["pad"] = self.pad
+        return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type.value, "role": self.role.value, "category": self.category}
+        return {"type": self.type.value, "role": self.role.value, "category": self.category, **self.seal_dict(),
+                **self.curate_dict()}
+
+    def curate_dict(self) -> dict[str, Any]:
+        return {"curate": self.curate, "on_unmapped": self.on_unmapped} if self.curate else {}
 
 
 @dataclass(frozen=True)
@@ -93,6 +157,7 @@ class DatasetSchema:
     null_values: tuple[str, ...] = ("",)
     row_id: str | None = None
     inferred: bool = False
+    collaboration: str | None = None  # set when any column is sealed: the sealing key's scope
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -104,6 +169,10 @@ class DatasetSchema:
             if c.name == name:
                 return c
         raise KeyError(name)
+
+    @property
+    def sealed_columns(self) -> list[ColumnSpec]:
+        return [c for c in self.columns if c.sealed]
 
     @property
     def subject_column(self) -> str | None:
@@ -121,6 +190,8 @@ class DatasetSchema:
             out["row_id"] = self.row_id
         if self.null_values != ("",):
             out["null_values"] = list(self.null_values)
+        if self.collaboration:
+            out["collaboration"] = self.collaboration
         return out
 
 
@@ -128,7 +199,7 @@ def parse_schema(doc: Any) -> DatasetSchema:
     """Validate a schema document (from YAML or JSON); every error names the offending key."""
     if not isinstance(doc, dict):
         raise BadInput("schema must be a mapping with a 'columns' key")
-    unknown = set(doc) - {"columns", "consent", "consent_purposes", "null_values", "row_id"}
+    unknown = set(doc) - {"columns", "consent", "consent_purposes", "null_values", "row_id", "collaboration"}
     if unknown:
         raise BadInput(f"schema: unknown key(s) {sorted(unknown)}")
     cols = doc.get("columns")
@@ -163,7 +234,20 @@ def parse_schema(doc: Any) -> DatasetSchema:
         nulls = [nulls]
     if not isinstance(nulls, list) or not all(isinstance(n, str) for n in nulls):
         raise BadInput("schema: null_values must be a list of strings")
-    return DatasetSchema(tuple(specs), consent, tuple(purposes), tuple(nulls), row_id)
+    collaboration = _parse_collaboration(doc.get("collaboration"), specs)
+    return DatasetSchema(tuple(specs), consent, tuple(purposes), tuple(nulls), row_id, collaboration=collaboration)
+
+
+def _parse_collaboration(raw: Any, specs: list[ColumnSpec]) -> str | None:
+    sealed = [c.name for c in specs if c.sealed]
+    if raw is None:
+        if sealed:
+            raise BadInput(f"schema: column(s) {sealed} are sealed, so the schema needs a top-level "
+                           "'collaboration: NAME' (the id the parties seal under)")
+        return None
+    if not isinstance(raw, str) or not _DOMAIN.match(raw):
+        raise BadInput(f"schema: collaboration must be a lowercase name (letters, digits, _ . -), not {raw!r}")
+    return raw
 
 
 def _parse_column(raw_name: str, spec: Any) -> ColumnSpec:
@@ -172,7 +256,8 @@ def _parse_column(raw_name: str, spec: Any) -> ColumnSpec:
         spec = {"type": spec}
     if not isinstance(spec, dict):
         raise BadInput(f"schema: column {raw_name!r} must be a mapping like {{type: string, role: attribute}}")
-    unknown = set(spec) - {"type", "role", "category", "description"}
+    unknown = set(spec) - {"type", "role", "category", "description", "seal", "domain", "normalize", "pad",
+                         "curate", "on_unmapped"}
     if unknown:
         raise BadInput(f"schema: column {raw_name!r} has unknown key(s) {sorted(unknown)}")
     type_raw = str(spec.get("type", "string")).lower()
@@ -190,7 +275,70 @@ def _parse_column(raw_name: str, spec: Any) -> ColumnSpec:
     category = str(spec.get("category", "system.operations"))
     if not _CATEGORY.match(category):
         raise BadInput(f"schema: column {raw_name!r} has malformed data category {category!r} (e.g. user.contact.email)")
-    return ColumnSpec(name, ctype, role, category, str(spec.get("description", "")))
+    seal, domain, normalize, pad = _parse_seal(raw_name, name, ctype, spec)
+    return ColumnSpec(name, ctype, role, category, str(spec.get("description", "")), seal, domain, normalize, pad,
+                      **_parse_curation(raw_name, ctype, spec))
+
+
+CURATE_STEPS = ("country_iso2", "country_iso3", "currency_iso4217", "date_iso8601", "date_iso8601_dmy", "date_iso8601_mdy")
+
+
+def _parse_curation(raw_name: str, ctype: ColumnType, spec: dict) -> dict[str, Any]:
+    """`curate: STEP` and `on_unmapped: keep | null | reject` (docs/formats.md#curation)."""
+    curate, on_unmapped = spec.get("curate"), str(spec.get("on_unmapped", "keep"))
+    if curate is None:
+        if "on_unmapped" in spec:
+            raise BadInput(f"schema: column {raw_name!r}: on_unmapped needs a curate step")
+        return {}
+    if curate not in CURATE_STEPS:
+        raise BadInput(f"schema: column {raw_name!r} has unknown curate step {curate!r} (use one of: {', '.join(CURATE_STEPS)})")
+    if on_unmapped not in ("keep", "null", "reject"):
+        raise BadInput(f"schema: column {raw_name!r}: on_unmapped must be keep, null or reject, not {on_unmapped!r}")
+    dates = str(curate).startswith("date_")
+    allowed = (ColumnType.STRING, ColumnType.DATE, ColumnType.TIMESTAMP) if dates else (ColumnType.STRING,)
+    if ctype not in allowed:
+        raise BadInput(f"schema: column {raw_name!r}: curate {curate} writes text codes, so declare type string")
+    if ctype is not ColumnType.STRING and on_unmapped == "keep":
+        raise BadInput(f"schema: column {raw_name!r} is a {ctype.value}, so values {curate} cannot map cannot be kept "
+                       "as written: set on_unmapped: null or reject, or declare type string")
+    return {"curate": str(curate), "on_unmapped": on_unmapped}
+
+
+def _parse_seal(raw_name: str, name: str, ctype: ColumnType, spec: dict) -> tuple[Seal, str | None, tuple[str, ...], int | None]:
+    seal_raw = str(spec.get("seal", "cleartext"))
+    try:
+        seal = Seal(seal_raw)
+    except ValueError:
+        raise BadInput(f"schema: column {raw_name!r} has unknown seal {seal_raw!r} (use fingerprint, sealed or cleartext)") from None
+    where = f"schema: column {raw_name!r}"
+    if seal is Seal.CLEARTEXT:
+        extra = sorted(k for k in ("domain", "normalize", "pad") if k in spec)
+        if extra:
+            raise BadInput(f"{where} is cleartext, so it takes no {extra} (those describe sealing)")
+        return seal, None, ("trim",), None
+    if ctype is not ColumnType.STRING:
+        raise BadInput(f"{where} is {seal.value}: its values are text (base64url), so declare type string")
+    domain = spec.get("domain")
+    if domain is not None and (not isinstance(domain, str) or not _DOMAIN.match(domain)):
+        raise BadInput(f"{where}: domain must be a lowercase name (letters, digits, _ . -), not {domain!r}")
+    if domain == name:
+        domain = None  # the default; stored the same way either way
+    normalize: tuple[str, ...] = ("trim",)
+    if "normalize" in spec:
+        if seal is not Seal.FINGERPRINT:
+            raise BadInput(f"{where}: normalize applies to fingerprint columns only")
+        raw = spec["normalize"]
+        raw = [raw] if isinstance(raw, str) else raw
+        if not isinstance(raw, list) or not all(isinstance(n, str) and n in NORMALIZATIONS for n in raw):
+            raise BadInput(f"{where}: normalize must be a list of {', '.join(NORMALIZATIONS)}, not {spec['normalize']!r}")
+        normalize = tuple(raw)
+    pad = spec.get("pad")
+    if pad is not None:
+        if seal is not Seal.SEALED:
+            raise BadInput(f"{where}: pad applies to sealed columns only")
+        if not isinstance(pad, int) or isinstance(pad, bool) or not 1 <= pad <= 65536:
+            raise BadInput(f"{where}: pad must be a number of bytes between 1 and 65536, not {pad!r}")
+    return seal, domain, normalize, pad
 
 
 def inferred_schema(columns: list[tuple[str, ColumnType]]) -> DatasetSchema:

@@ -11,6 +11,7 @@ from sqlglot import exp
 from sqlglot.optimizer.scope import Scope
 
 from ..domain.agreements import AccessMode
+from ..domain.schema import ColumnSpec, Seal
 from . import allowlist
 from .analysis import (INJECTIVE, Analysis, Lineage, Ref, aggregates_in, conjuncts, is_aggregating, output_scopes,
                        short)
@@ -59,6 +60,7 @@ def check_scopes(a: Analysis, scopes: list[Scope], lineage: Lineage) -> None:
         elif is_aggregating(select):
             _check_inner_aggregation(a, scope, select, lineage)
         _check_identifier_uses(a, scope, select, lineage, output)
+        _check_seal_uses(a, scope, select, lineage, output)
         _check_aggregates(a, scope, select, lineage)
 
 
@@ -146,6 +148,96 @@ def _dimensions(lineage: Lineage, col: exp.Column, scope: Scope) -> str:
     ref = lineage.by_id(sorted(origins)[0][0])
     names = [c for c in ref.visible() if not lineage.is_identifying((ref.id, c))]
     return "permitted: " + (", ".join(names) or "none")
+
+
+# ---------------------------------------------------------------------------------------
+# sealed columns (sealed at the contributor's site; docs/sealing.md)
+
+
+def _check_seal_uses(a: Analysis, scope: Scope, select: exp.Select, lineage: Lineage, output: bool) -> None:
+    """A fingerprint (keyed HMAC, equal exactly when the plaintexts are) may only be joined by
+    equality with a fingerprint of the same collaboration, domain and normalisation, or counted;
+    a sealed value (AES-GCM ciphertext) may only be carried as is to an output the agreement
+    lets leave row by row (access mode rows). Both may be carried bare to an outer query, and a
+    fingerprint subject id may be the GROUP BY of a per-person inner aggregation."""
+    for col in scope.columns:
+        if col.find_ancestor(exp.Select) is not select:
+            continue
+        for origin in sorted(lineage.column(scope, col)):
+            spec = _spec(lineage, origin)
+            if not spec.sealed:
+                continue
+            name = f"{lineage.by_id(origin[0]).table.key}.{origin[1]}"
+            if spec.seal is Seal.FINGERPRINT:
+                problem = _fingerprint_problem(col, select, scope, lineage, output, name, spec)
+            else:
+                problem = _sealed_problem(col, select, lineage, output, name, origin)
+            if problem:
+                a.refuse(problem)
+
+
+def _spec(lineage: Lineage, origin: tuple[int, str]) -> ColumnSpec:
+    return lineage.by_id(origin[0]).table.schema.column(origin[1])
+
+
+def _seal_identity(lineage: Lineage, origin: tuple[int, str]) -> tuple[str | None, str, tuple[str, ...]]:
+    spec = _spec(lineage, origin)
+    return lineage.by_id(origin[0]).table.schema.collaboration, spec.domain, spec.normalize
+
+
+def _bare(col: exp.Column, select: exp.Select) -> bool:
+    parent = _parent(col)
+    return parent is select or (isinstance(parent, exp.Alias) and parent.parent is select)
+
+
+def _fingerprint_problem(col: exp.Column, select: exp.Select, scope: Scope, lineage: Lineage, output: bool,
+                         name: str, spec: ColumnSpec) -> str | None:
+    parent = _parent(col)
+    if isinstance(parent, exp.Distinct) and isinstance(parent.parent, (exp.Count, exp.ApproxDistinct)):
+        return None
+    if isinstance(parent, (exp.Count, exp.ApproxDistinct)):
+        return None
+    if not output and (_bare(col, select) or isinstance(parent, exp.Group)):
+        return None  # carried to the outer query, or a per-person inner GROUP BY; checked above it
+    if isinstance(parent, exp.EQ):
+        other = parent.expression if parent.this is col else parent.this
+        mine = _seal_identity(lineage, sorted(lineage.column(scope, col))[0])
+        theirs = lineage.column(scope, other) if isinstance(other, exp.Column) else frozenset()
+        if theirs and all(_spec(lineage, o).seal is Seal.FINGERPRINT and _seal_identity(lineage, o) == mine
+                          for o in theirs):
+            return None
+        if not isinstance(other, exp.Column):
+            return (f"fingerprints: {name} is a fingerprint; it cannot be compared with a value ({short(parent)}), "
+                    f"only joined by equality with a fingerprint column or counted (COUNT(DISTINCT {col.name}))")
+        collaboration, domain, steps = mine
+        return (f"fingerprints: {name} is a fingerprint (collaboration {collaboration}, domain {domain}, "
+                f"normalised {'+'.join(steps) or 'not at all'}); it can only be joined by equality with a fingerprint "
+                f"column sealed the same way, and {short(other)} is not one, so no value would match")
+    if output and _bare(col, select):
+        return (f"fingerprints: {name} is a fingerprint (a keyed pseudonym) and cannot be output; "
+                f"COUNT(DISTINCT {col.name}) is allowed")
+    return (f"fingerprints: {name} is a fingerprint (a keyed HMAC, equal exactly when the values are); it may only "
+            f"be joined by equality with a fingerprint of the same domain or counted (COUNT(DISTINCT {col.name})), "
+            f"not used in {short(parent)}")
+
+
+ROWS_MODE = "rows"  # the access mode that lets rows (and so sealed values) leave, when the store has it
+
+
+def _sealed_problem(col: exp.Column, select: exp.Select, lineage: Lineage, output: bool, name: str,
+                    origin: tuple[int, str]) -> str | None:
+    if _bare(col, select):
+        if not output:
+            return None  # carried to the outer query, where the same rules apply
+        ref = lineage.by_id(origin[0])
+        if ref.agreement is not None and ref.agreement.terms.mode.value == ROWS_MODE:
+            return None  # the recipient receives the ciphertext and opens it with `unseal`
+    offered = ROWS_MODE in {m.value for m in AccessMode}
+    later = ("under an agreement with access mode rows" if offered
+             else "under an agreement with access mode rows, which this store does not offer yet")
+    return (f"sealed: {name} is sealed (AES-GCM ciphertext only the collaboration's parties can open), so it cannot "
+            f"be aggregated, filtered, grouped on, ordered by or joined (here: {short(_parent(col))}); it may only "
+            f"be output as is, {later}")
 
 
 # ---------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,7 +36,9 @@ def add_dataset(deps: Deps, owner: str, name: str, source: Path, schema_doc: Any
         version = len(deps.store.versions(conn, owner, name)) + 1
     file_id = deps.new_id()
     dest = deps.home / "data" / owner / name / f"v{version}-{file_id}.parquet"
-    ingested, schema = deps.ingest.ingest(Path(source), schema, dest, progress)
+    curation: list[Any] = []  # adapters.curation.ColumnCuration, one per curated column
+    ingested, schema = deps.ingest.ingest(Path(source), schema, dest, progress, curation_report=curation)
+    warnings = (*schema.warnings, *(w for c in curation for w in c.warnings()), *_pii_warnings(deps, dest, schema))
     try:
         with deps.store.transaction() as conn:
             party = require_party(deps, conn, owner)
@@ -50,11 +53,42 @@ def add_dataset(deps: Deps, owner: str, name: str, source: Path, schema_doc: Any
             deps.store.append_entry(conn, {
                 "event": "dataset.version_added", "party": owner, "dataset": f"{owner}.{name}", "version": version,
                 "sha256": ingested.sha256, "rows": ingested.rows, "columns": schema.to_dict()["columns"],
+                **({"curation": {c.column: c.ledger_fields() for c in curation}} if curation else {}),
                 "at": record.created_at})
     except BaseException:
         dest.unlink(missing_ok=True)
         raise
-    return record, schema.warnings
+    return record, warnings
+
+
+def _pii_warnings(deps: Deps, path: Path, schema: DatasetSchema) -> list[str]:
+    """The personal-data scan of a new version's plain attributes: warnings only, never a refusal."""
+    scan = getattr(deps.ingest, "scan_pii", None)
+    if scan is None:
+        return []
+    try:
+        return list(scan(path, schema))
+    except Exception as e:  # the upload stands whatever the scan makes of it
+        return [f"the personal-data scan did not complete ({type(e).__name__}); run `commonground dataset scan FILE`"]
+
+
+def curation_report(deps: Deps, version: DatasetVersion) -> dict[str, Any]:
+    """The curation counts recorded on the ledger with a version (empty when nothing was curated).
+
+    Read from the version's `dataset.version_added` entry; only datasets that declare a step pay
+    for the read.
+    """
+    if not any(getattr(c, "curate", None) for c in version.schema.columns):
+        return {}
+    marker = f'"sha256":"{version.sha256}"'
+    with deps.store.read() as conn:
+        for chunk in deps.store.iter_entries(conn):
+            for _, _, text in chunk:
+                if marker in text and '"dataset.version_added"' in text:
+                    entry = json.loads(text)
+                    if entry.get("dataset") == version.key and entry.get("version") == version.version:
+                        return dict(entry.get("curation", {}))
+    return {}
 
 
 def visible_versions(deps: Deps, conn, party: str) -> dict[str, DatasetVersion]:
@@ -91,11 +125,14 @@ def dataset_summary(v: DatasetVersion, history: list[DatasetVersion] | None = No
     schema: DatasetSchema = v.schema
     out: dict[str, Any] = {
         "id": v.id, "dataset": v.key, "owner": v.owner, "name": v.name, "rows": v.rows,
-        "columns": [{"name": c.name, "type": c.type.value, "role": c.role.value, "category": c.category} for c in schema.columns],
+        "columns": [{"name": c.name, "type": c.type.value, "role": c.role.value, "category": c.category, **c.seal_dict()}
+                    for c in schema.columns],
         "version": v.version, "sha256": v.sha256,
         "versions": [{"version": h.version, "sha256": h.sha256, "rows": h.rows, "bytes": h.bytes,
                       "created_at": h.created_at.isoformat()} for h in (history or [v])],
     }
+    if schema.collaboration:
+        out["collaboration"] = schema.collaboration  # sealed at the contributors' sites (docs/sealing.md)
     if own:
         out["subjects"] = v.distinct_subjects
         out["max_rows_per_subject"] = v.max_rows_per_subject
