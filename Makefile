@@ -39,6 +39,11 @@ bench: install
 	$(BIN)/python benchmarks/governed_query.py
 	$(BIN)/python benchmarks/ledger.py --api append_entries
 	$(BIN)/python benchmarks/consent_filter.py
+	$(BIN)/python benchmarks/receipts.py
+	$(BIN)/python benchmarks/api.py
+	$(BIN)/python benchmarks/export.py
+	$(BIN)/python benchmarks/curation.py
+	$(BIN)/python benchmarks/seal.py
 
 ## DuckDB vs Spark local at 10M and 50M rows (one run each; ~30 min, see docs/benchmarks.md)
 bench-scale: install
