@@ -25,13 +25,11 @@ test: install
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
-## The suite again with every store on PostgreSQL (a fresh database per test; CI runs it after
-## `make test`). The pure unit tests, the browser journeys, the API fuzzer and the engine parity
-## suite build no store of their own, so they run once, in `make test`.
+## The whole suite again with every store on PostgreSQL (a fresh database per test; CI runs it
+## after `make test`). Tests that build no store run again too: cheap, and nothing is left out.
 PG_TEST_URL ?= postgresql://127.0.0.1:5432/test
 test-postgres: install
-	COMMONGROUND_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest tests/integration \
-		--deselect tests/integration/test_api_fuzz.py --deselect tests/integration/test_spark_parity.py
+	COMMONGROUND_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest
 
 ## Long benchmarks, outside the test run (figures in docs/benchmarks.md)
 bench: install
