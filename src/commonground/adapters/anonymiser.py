@@ -26,6 +26,8 @@ class Anonymised:
     rows_out: int
     smallest_class: int | None  # people in the smallest class that was kept
     steps: int
+    sha256: str = ""  # of the file written, once it is
+    bytes: int = 0
 
 
 def anonymise(con: duckdb.DuckDBPyConnection, relation: str, plan: ExportPlan) -> Anonymised:

@@ -23,6 +23,7 @@ from ..policy.transforms import hmac_sql
 from ..ports import ConsentGate, QueryResult
 from . import consent_base
 from .anonymiser import Anonymised, anonymise
+from .ingest import file_sha256
 
 
 def _quote(path: Path) -> str:
@@ -121,6 +122,8 @@ class DuckDBEngine:
                 else:
                     options = "FORMAT csv, HEADER true"
                 con.execute(f"COPY ({result.select_sql}) TO {_quote(dest)} ({options})")
+                digest, size = file_sha256(dest)
+                result = dataclasses.replace(result, sha256=digest, bytes=size)
             except duckdb.InterruptException:
                 raise QueryTimeout(f"export took longer than {self.timeout_s:.0f} s and was cancelled") from None
             except duckdb.Error as e:  # others' data: the message is withheld, as for governed queries

@@ -132,9 +132,7 @@ class ParquetIngest:
             raise
         finally:
             con.close()
-        digest, size = _sha256(tmp)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, dest)
+        digest, size = publish(tmp, dest)
         return IngestedFile(dest, digest, stats[0], size, stats[1], stats[2]), schema
 
     def scan_pii(self, path: Path, schema: DatasetSchema) -> list[str]:
@@ -330,7 +328,15 @@ def _first_line(e: Exception) -> str:
     return str(e).strip().splitlines()[0][:300]
 
 
-def _sha256(path: Path) -> tuple[str, int]:
+def publish(tmp: Path, dest: Path) -> tuple[str, int]:
+    """Hash a finished temporary file and move it into place whole; returns (SHA-256, bytes)."""
+    digest, size = file_sha256(tmp)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, dest)
+    return digest, size
+
+
+def file_sha256(path: Path) -> tuple[str, int]:
     h = hashlib.sha256()
     size = 0
     with open(path, "rb") as f:

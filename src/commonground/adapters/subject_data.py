@@ -9,7 +9,6 @@ for erasure, write only the new version's temporary file).
 from __future__ import annotations
 
 import datetime as dt
-import os
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -19,7 +18,7 @@ import duckdb
 
 from ..domain.errors import BadInput
 from ..ports import IngestedFile
-from .ingest import ParquetIngest, _ident, _quote, _sha256
+from .ingest import ParquetIngest, _ident, _quote, publish
 
 
 def _plain(value: Any) -> Any:
@@ -95,9 +94,7 @@ class SubjectData:
             raise
         finally:
             con.close()
-        digest, size = _sha256(tmp)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, dest)
+        digest, size = publish(tmp, dest)
         return IngestedFile(dest, digest, rows, size, subjects, most)
 
     def trace(self, leaked: Path, candidates: list[tuple[dict[str, Any], Path, str, Any]]) -> list[dict[str, Any]]:

@@ -13,22 +13,17 @@ the recipient; Parquet files also carry the export id in their metadata.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
 
 from ..domain.errors import BadInput, Conflict, NotFound
-from ..domain.vocabulary import Kind
-from ..policy.context import QueryContext, TableInfo
 from ..policy.exports import govern_export
 from . import consent as consent_svc
 from .agreements import agreements_in_force
-from .datasets import visible_versions
 from .deps import Deps
 from .parties import require_party
-from .queries import record_computation
-from .vocabulary import vocabulary
+from .queries import catalog, record_computation
 
 FORMATS = ("parquet", "csv")
 
@@ -37,14 +32,8 @@ def export(deps: Deps, recipient: str, dataset: str, purpose: str, fmt: str = "p
     if fmt not in FORMATS:
         raise BadInput(f"format must be parquet or csv, not {fmt!r}")
     with deps.store.read() as conn:
-        require_party(deps, conn, recipient)
-        vocabulary(deps, conn).check(Kind.PURPOSE, purpose)
-        versions = visible_versions(deps, conn, recipient)
-        agreements = tuple(agreements_in_force(deps, conn, recipient))
-        tables = {k: TableInfo(v.owner, v.name, v.schema, v.rows, v.max_rows_per_subject,
-                               v.schema.consent.value if consent_svc.applies(v.schema, purpose) else None)
-                  for k, v in versions.items()}
-        plan = govern_export(QueryContext(recipient, purpose, tables, agreements), dataset)
+        versions, context = catalog(deps, conn, recipient, purpose)
+        plan = govern_export(context, dataset)
         version = versions[dataset]
         dataset_id = deps.store.dataset_id(conn, require_party(deps, conn, version.owner).id, version.name)
         gate = consent_svc.gate(deps, conn, dataset_id, version, purpose) if plan.view.consent else None
@@ -54,7 +43,7 @@ def export(deps: Deps, recipient: str, dataset: str, purpose: str, fmt: str = "p
     try:
         outcome = deps.engine.export(plan, deps.home / version.path, gate, tmp, fmt,  # type: ignore[attr-defined]
                                      {"commonground.export": export_id, "commonground.dataset": dataset})
-        digest, size = _sha256(tmp)
+        digest, size = outcome.sha256, outcome.bytes
         dest = deps.home / "exports" / recipient / f"{export_id}.{fmt}"
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, dest)
@@ -140,14 +129,3 @@ def trace(deps: Deps, provider: str, leaked: Path) -> list[dict[str, Any]]:
 
 def _shown(record: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat() if k == "created_at" else v) for k, v in record.items() if k not in ("path", "dataset_id")}
-
-
-def _sha256(path: Path) -> tuple[str, int]:
-    h = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-            size += len(chunk)
-    return h.hexdigest(), size
-

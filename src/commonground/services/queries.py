@@ -29,14 +29,7 @@ def plan_query(deps: Deps, party: str, purpose: str, sql: str, per_subject: bool
     now; read the consent gates it needs (the changes since each gate's base, in this same read
     transaction). Returns the plan, its files, consent gates and versions."""
     with deps.store.read() as conn:
-        require_party(deps, conn, party)
-        vocabulary(deps, conn).check(Kind.PURPOSE, purpose)
-        versions = visible_versions(deps, conn, party)
-        agreements = tuple(agreements_in_force(deps, conn, party))
-        tables = {k: TableInfo(v.owner, v.name, v.schema, v.rows, v.max_rows_per_subject,
-                               v.schema.consent.value if consent_svc.applies(v.schema, purpose) else None)
-                  for k, v in versions.items()}
-        context = QueryContext(party, purpose, tables, agreements, per_subject=per_subject)
+        versions, context = catalog(deps, conn, party, purpose, per_subject)
         plan = govern_offer(sql, context) if per_subject else govern(sql, context)
         consent = {}
         for view in plan.views:
@@ -45,6 +38,20 @@ def plan_query(deps: Deps, party: str, purpose: str, sql: str, per_subject: bool
                 dataset_id = deps.store.dataset_id(conn, require_party(deps, conn, version.owner).id, version.name)
                 consent[view.dataset] = consent_svc.gate(deps, conn, dataset_id, version, purpose)
     return plan, {k: deps.home / v.path for k, v in versions.items()}, consent, versions
+
+
+def catalog(deps: Deps, conn, party: str, purpose: str, per_subject: bool = False
+            ) -> tuple[dict[str, DatasetVersion], QueryContext]:
+    """What a computation by `party` for `purpose` may name, as the governor is given it: the
+    latest visible versions, the agreements in force, and each dataset's consent gate."""
+    require_party(deps, conn, party)
+    vocabulary(deps, conn).check(Kind.PURPOSE, purpose)
+    versions = visible_versions(deps, conn, party)
+    agreements = tuple(agreements_in_force(deps, conn, party))
+    tables = {k: TableInfo(v.owner, v.name, v.schema, v.rows, v.max_rows_per_subject,
+                           v.schema.consent.value if consent_svc.applies(v.schema, purpose) else None)
+              for k, v in versions.items()}
+    return versions, QueryContext(party, purpose, tables, agreements, per_subject=per_subject)
 
 
 def run_query(deps: Deps, party: str, purpose: str, sql: str) -> tuple[QueryResult, Plan]:
