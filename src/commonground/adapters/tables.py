@@ -11,7 +11,7 @@ from sqlalchemy import (BigInteger, Column, DateTime, ForeignKey, Index, Integer
 metadata = MetaData()
 
 # The newest migration in adapters/migrations/versions; a store behind it is upgraded on open.
-SCHEMA_REVISION = "0007"
+SCHEMA_REVISION = "0011"
 
 parties = Table(
     "parties", metadata,

@@ -1,0 +1,20 @@
+"""conversations: surveys, answers, comment threads
+
+Revision ID: 0011
+Revises: 0010
+"""
+import sqlalchemy as sa  # noqa: F401
+from alembic import op  # noqa: F401
+
+revision = "0011"
+down_revision = "0010"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass  # filled by the work on #12 (conversations)
+
+
+def downgrade() -> None:
+    pass
