@@ -92,3 +92,17 @@ def test_templates_name_missing_and_unknown_parameters():
         render_template("k: ${k}", {})
     with pytest.raises(BadInput, match="has no parameter"):
         render_template("k: ${k}", {"k": "1", "x": "2"})
+
+
+def test_a_sealed_column_cannot_be_a_quasi_identifier_of_a_rows_export():
+    from commonground.domain.agreements import check_against
+    schema = parse_schema({"collaboration": "c", "columns": {
+        "email": {"type": "string", "role": "subject_id", "seal": "fingerprint"},
+        "postcode": {"type": "string", "role": "quasi_identifier", "seal": "sealed"},
+        "age": {"type": "integer", "role": "quasi_identifier"}}})
+    doc = {**DOC, "datasets": {"retailer.purchases": {"fields": {"email": "hash", "postcode": "raw", "age": "raw"}}},
+           "access": {"mode": "rows", "min_group_size": 5, "quasi_identifiers": ["postcode", "age"]}}
+    with pytest.raises(BadInput, match="postcode is sealed as sealed: it cannot be a quasi-identifier"):
+        check_against(parse_agreement(doc), {"retailer.purchases": schema})
+    doc["access"]["quasi_identifiers"] = ["age"]
+    check_against(parse_agreement(doc), {"retailer.purchases": schema})  # shared raw, it leaves as ciphertext

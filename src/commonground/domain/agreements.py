@@ -330,6 +330,11 @@ def check_against(terms: AgreementTerms, schemas: Mapping[str, DatasetSchema]) -
             for column in (*terms.quasi_identifiers, *terms.hierarchies):
                 if column not in grant.fields or grant.fields[column].kind is TransformKind.DROP:
                     problems.append(f"quasi-identifier {column!r} is not a shared field of {grant.dataset}")
+                elif column in schema.names and schema.column(column).sealed:
+                    # Ciphertext and fingerprints are distinct per person: no ladder can make them
+                    # k-anonymous short of suppressing every value, so say so now, not at export.
+                    problems.append(f"{grant.dataset}.{column} is sealed as {schema.column(column).seal.value}: "
+                                    "it cannot be a quasi-identifier (its values cannot be generalised)")
             for column, levels in terms.hierarchies.items():
                 if column in schema.names:
                     ctype = schema.column(column).type
