@@ -42,6 +42,10 @@ bench: install
 	$(BIN)/python benchmarks/export.py
 	$(BIN)/python benchmarks/curation.py
 	$(BIN)/python benchmarks/seal.py
+	$(BIN)/python benchmarks/catalogue.py
+	$(BIN)/python benchmarks/conversations.py
+	$(BIN)/python benchmarks/code_to_data.py
+	$(BIN)/python benchmarks/dp.py
 
 ## DuckDB vs Spark local at 10M and 50M rows (one run each; ~30 min, see docs/benchmarks.md)
 bench-scale: install

@@ -62,6 +62,18 @@ class LazyEngine:
             self._engine = DuckDBEngine(**self._settings)
         return self._engine.export(plan, source, gate, dest, fmt, metadata)
 
+    def run_code(self, plan: Any, sources: Any, gates: Any, source: str, declared: Any, scratch: Path) -> Any:
+        """A code-to-data run (adapters/code_run.py): DuckDB binds the views whichever engine is selected."""
+        from .adapters.code_run import run_code
+        return run_code(plan, sources, gates, source, declared, scratch,
+                        memory_limit=self._settings.get("memory_limit", self._settings.get("consent_memory_limit", "4GB")),
+                        timeout_s=self._settings.get("timeout_s", 300.0))
+
+    def code_result(self, path: Path) -> Any:
+        """A held or released code-to-data result's columns and rows."""
+        from .adapters.code_run import read_result
+        return read_result(path)
+
 
 class SystemClock:
     def now(self) -> dt.datetime:

@@ -112,6 +112,10 @@ class Client:
         body: dict[str, Any] = {"template": template, "params": params or {}} if template else {"document": document}
         return self._request("POST", "/v1/agreements", json=body)
 
+    def budget(self, agreement_id: str) -> dict[str, Any]:
+        """A dp agreement's privacy budget: epsilon and delta spent and left per recipient."""
+        return self._request("GET", f"/v1/agreements/{agreement_id}/budget")
+
     def accept(self, agreement_id: str) -> dict[str, Any]:
         return self._request("POST", f"/v1/agreements/{agreement_id}/accept")
 
@@ -155,6 +159,74 @@ class Client:
             raise ApiError(response.status_code, {"message": "the file does not match its recorded SHA-256"})
         Path(dest).write_bytes(response.content)
         return Path(dest)
+
+    # -- code-to-data (docs/code-to-data.md) -------------------------------------------------------
+    def submit_code(self, source: str, purpose: str, agreements: list[str], title: str,
+                    previous: Optional[str] = None) -> dict[str, Any]:
+        """Submit an analysis (a module defining analysis(tables) and GROUP_BY) for the providers' review."""
+        return self._request("POST", "/v1/code", json={"source": source, "purpose": purpose, "agreements": agreements,
+                                                       "title": title, "previous": previous})
+
+    def code(self, item_id: str) -> dict[str, Any]:
+        """A submission, or a run with its result once you may read it."""
+        return self._request("GET", f"/v1/code/{item_id}")
+
+    def review_code(self, submission_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/v1/code/{submission_id}/review")
+
+    def approve_code(self, submission_id: str, reason: str) -> dict[str, Any]:
+        return self._request("POST", f"/v1/code/{submission_id}/approve", json={"reason": reason})
+
+    def reject_code(self, submission_id: str, reason: str) -> dict[str, Any]:
+        return self._request("POST", f"/v1/code/{submission_id}/reject", json={"reason": reason})
+
+    def run_code(self, submission_id: str) -> dict[str, Any]:
+        return self._request("POST", f"/v1/code/{submission_id}/run")
+
+    def release_code(self, run_id: str) -> dict[str, Any]:
+        return self._request("POST", f"/v1/code/{run_id}/release")
+
+    # -- rights pre-vetting and data products (docs/data-products.md) ----------------------------
+    def declare_rights(self, dataset: str, legal_basis: str, purposes: list[str],
+                       columns: Optional[dict[str, dict[str, Any]]] = None,
+                       attested_by: Optional[str] = None) -> dict[str, Any]:
+        """Declare the next version of your dataset's (`owner.name`) rights; answers which agreements it suspended."""
+        owner, _, name = dataset.partition(".")
+        body = {"legal_basis": legal_basis, "purposes": purposes, "columns": columns or {}, "attested_by": attested_by}
+        return self._request("PUT", f"/v1/datasets/{owner}/{name}/rights", json=body)
+
+    def rights(self, dataset: str) -> list[dict[str, Any]]:
+        owner, _, name = dataset.partition(".")
+        return self._request("GET", f"/v1/datasets/{owner}/{name}/rights")
+
+    def notices(self, limit: int = 100) -> list[dict[str, Any]]:
+        return self._request("GET", "/v1/notices", params={"limit": limit})
+
+    def publish_listing(self, document: dict[str, Any]) -> dict[str, Any]:
+        return self._request("POST", "/v1/listings", json={"document": document})
+
+    def catalogue(self, search: Optional[str] = None, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit, "offset": offset, **({"q": search} if search else {})}
+        return self._request("GET", "/v1/listings", params=params)
+
+    def my_listings(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/v1/listings/mine")
+
+    def listing(self, listing_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/v1/listings/{listing_id}")
+
+    def withdraw_listing(self, listing_id: str) -> dict[str, Any]:
+        return self._request("POST", f"/v1/listings/{listing_id}/withdraw")
+
+    def request_listing(self, listing_id: str, purpose: str) -> dict[str, Any]:
+        """Ask for a listing for a purpose: `status` is active (agreement made) or pending (owner reviews)."""
+        return self._request("POST", f"/v1/listings/{listing_id}/requests", json={"purpose": purpose})
+
+    def listing_requests(self) -> dict[str, list[dict[str, Any]]]:
+        return self._request("GET", "/v1/listing-requests")
+
+    def decide_listing_request(self, request_id: str, approve: bool, note: str = "") -> dict[str, Any]:
+        return self._request("POST", f"/v1/listing-requests/{request_id}/decision", json={"approve": approve, "note": note})
 
     # -- individuals ------------------------------------------------------------------------
     def invite(self, subject: str, ttl_days: int = 30) -> dict[str, Any]:
@@ -223,6 +295,46 @@ class Client:
 
     def offer_decisions(self, batch_id: str) -> list[dict[str, Any]]:
         return self._request("GET", f"/v1/offer-batches/{batch_id}")
+
+    # -- conversations: surveys and threads (docs/conversations.md) -------------------------
+    def create_survey(self, document: dict[str, Any]) -> dict[str, Any]:
+        return self._request("POST", "/v1/surveys", json={"document": document})
+
+    def surveys(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/v1/surveys")
+
+    def survey(self, survey_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/v1/surveys/{survey_id}")
+
+    def answer_survey(self, survey_id: str, answers: dict[str, Any],
+                      share: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
+        """Answer; `share` is the (party, purpose) pairs that may use the answer (none: nobody)."""
+        body = {"answers": answers, "share": [{"party": p, "purpose": u} for p, u in share]}
+        return self._request("POST", f"/v1/surveys/{survey_id}/answer", json=body)
+
+    def share_answer(self, survey_id: str, share: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+        body = {"share": [{"party": p, "purpose": u} for p, u in share]}
+        return self._request("PUT", f"/v1/surveys/{survey_id}/sharing", json=body)
+
+    def survey_results(self, survey_id: str, purpose: str) -> dict[str, Any]:
+        return self._request("GET", f"/v1/surveys/{survey_id}/results", params={"purpose": purpose})
+
+    def open_thread(self, about: str, ref: str, message: str, kind: str = "comment") -> dict[str, Any]:
+        """`about`: receipt (`ref` = its ledger index) or offer (`ref` = its id)."""
+        body = {"about": about, "ref": str(ref), "kind": kind, "message": message}
+        return self._request("POST", "/v1/threads", json=body)
+
+    def threads(self, open_only: bool = False) -> list[dict[str, Any]]:
+        return self._request("GET", "/v1/threads", params={"open_only": open_only})
+
+    def thread(self, thread_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/v1/threads/{thread_id}")
+
+    def reply_thread(self, thread_id: str, message: str) -> dict[str, Any]:
+        return self._request("POST", f"/v1/threads/{thread_id}/messages", json={"message": message})
+
+    def close_thread(self, thread_id: str) -> dict[str, Any]:
+        return self._request("POST", f"/v1/threads/{thread_id}/close")
 
     # -- sealing (offline: no request is made; the collaboration secret never leaves this process)
     @staticmethod

@@ -21,6 +21,11 @@ class QueryResult:
     suppressed_groups: int = 0
     exact_recount: bool = False
     elapsed_ms: float = 0.0
+    # Per output block, sketches of the groups released (policy/differencing.py); None when the
+    # engine did not compute them, which the service treats as a refusal for governed queries.
+    sketches: Any = None
+    # Access mode dp: the noise the result carries (mechanism, epsilon spent, 95% error bars).
+    dp: Any = None
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ def test_alice_journey(page, server, shoot):
     log_in(page, server, server["tokens"]["alice"], "alice")
     nav = page.get_by_role("navigation", name="Main")
     assert nav.get_by_role("link").all_inner_texts() == ["My data", "Offers", "Consents", "Receipts", "Requests",
-                                                         "Claim a code", "Ledger"]
+                                                         "Surveys", "Threads", "Claim a code", "Ledger"]
     assert page.get_by_role("heading", name="Held by retailer").is_visible()
     purchases = page.get_by_test_id("data-retailer.purchases")
     assert purchases.locator("thead th").all_inner_texts()[:4] == ["customer_id", "store_zip", "age", "product"]

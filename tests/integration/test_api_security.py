@@ -66,6 +66,31 @@ def world(make_deps, tmp_path):
     ids["offer"] = client.get("/v1/offers", headers=auth(tokens["carol"])).json()[0]["id"]
     ids["request"] = client.post("/v1/me/corrections", headers=auth(tokens["carol"]), json={
         "dataset": "retailer.purchases", "column": "zip", "value": "1"}).json()["id"]
+    # brand's analysis under a code agreement, waiting for the retailer's review
+    doc = {**agreement(k=5), "name": "code", "access": {"mode": "code", "min_group_size": 5}}
+    ids["code_agreement"] = client.post("/v1/agreements", headers=auth(tokens["retailer"]), json={"document": doc}).json()["id"]
+    client.post(f"/v1/agreements/{ids['code_agreement']}/accept", headers=auth(tokens["brand"]))
+    ids["code"] = client.post("/v1/code", headers=auth(tokens["brand"]), json={
+        "source": "GROUP_BY = ['segment']\ndef analysis(tables):\n    return None\n", "purpose": "analytics.reporting",
+        "agreements": [ids["code_agreement"]], "title": "t"}).json()["id"]
+    # rights on the purchases, a data product shown only to brand, and brand's request for a
+    # purpose the listing does not grant at once (so it waits for the retailer's review)
+    assert client.put("/v1/datasets/retailer/purchases/rights", headers=auth(tokens["retailer"]),
+                      json={"legal_basis": "contract", "purposes": ["analytics"]}).status_code == 200
+    listing = {"name": "for-brand", "valid_until": "2099-12-31", "visibility": ["brand"], "purposes": ["analytics.reporting"],
+               "datasets": {"retailer.purchases": {"fields": {"customer_id": "hash", "segment": "raw", "spend": "raw"}}},
+               "access": {"mode": "aggregate", "min_group_size": 5}}
+    ids["listing"] = client.post("/v1/listings", headers=auth(tokens["retailer"]), json={"document": listing}).json()["id"]
+    ids["listing_request"] = client.post(f"/v1/listings/{ids['listing']}/requests", headers=auth(tokens["brand"]),
+                                         json={"purpose": "analytics"}).json()["id"]
+    # the retailer asks its customers a survey; carol answers it and opens a thread about her offer
+    survey = {"name": "visit", "title": "How was it?", "purposes": ["analytics.reporting"],
+              "questions": [{"id": "happy", "text": "Happy?", "type": "yes_no"}]}
+    ids["survey"] = client.post("/v1/surveys", headers=auth(tokens["retailer"]), json={"document": survey}).json()["id"]
+    assert client.post(f"/v1/surveys/{ids['survey']}/answer", headers=auth(tokens["carol"]),
+                       json={"answers": {"happy": "yes"}}).status_code == 201
+    ids["thread"] = client.post("/v1/threads", headers=auth(tokens["carol"]), json={
+        "about": "offer", "ref": ids["offer"], "message": "why?"}).json()["id"]
     return client, tokens, ids, ticks, deps
 
 
@@ -74,6 +99,7 @@ OUTSIDER_404 = {
     ("GET", "/v1/datasets/{owner}/{name}"): lambda ids: ("GET", "/v1/datasets/retailer/purchases", None),
     ("GET", "/v1/agreements/{agreement_id}"): lambda ids: ("GET", f"/v1/agreements/{ids['queries']}", None),
     ("POST", "/v1/agreements/{agreement_id}/accept"): lambda ids: ("POST", f"/v1/agreements/{ids['queries']}/accept", None),
+    ("GET", "/v1/agreements/{agreement_id}/budget"): lambda ids: ("GET", f"/v1/agreements/{ids['queries']}/budget", None),
     ("POST", "/v1/agreements/{agreement_id}/revoke"): lambda ids: ("POST", f"/v1/agreements/{ids['offers']}/revoke", None),
     ("GET", "/v1/requests/{request_id}"): lambda ids: ("GET", f"/v1/requests/{ids['request']}", None),
     ("POST", "/v1/requests/{request_id}/answer"): lambda ids: (
@@ -82,6 +108,31 @@ OUTSIDER_404 = {
     ("POST", "/v1/offers/{offer_id}/decision"): lambda ids: ("POST", f"/v1/offers/{ids['offer']}/decision", {"accept": True}),
     ("GET", "/v1/offer-batches/{batch_id}"): lambda ids: ("GET", f"/v1/offer-batches/{ids['batch']}", None),
     ("GET", "/v1/exports/{export_id}/file"): lambda ids: ("GET", f"/v1/exports/{ids['export']}/file", None),
+    ("GET", "/v1/datasets/{owner}/{name}/rights"): lambda ids: ("GET", "/v1/datasets/retailer/purchases/rights", None),
+    ("PUT", "/v1/datasets/{owner}/{name}/rights"): lambda ids: (
+        "PUT", "/v1/datasets/retailer/purchases/rights", {"legal_basis": "contract", "purposes": ["personalize"]}),
+    ("GET", "/v1/listings/{listing_id}"): lambda ids: ("GET", f"/v1/listings/{ids['listing']}", None),
+    ("POST", "/v1/listings/{listing_id}/withdraw"): lambda ids: ("POST", f"/v1/listings/{ids['listing']}/withdraw", None),
+    ("POST", "/v1/listings/{listing_id}/requests"): lambda ids: (
+        "POST", f"/v1/listings/{ids['listing']}/requests", {"purpose": "analytics.reporting"}),
+    ("POST", "/v1/listing-requests/{request_id}/decision"): lambda ids: (
+        "POST", f"/v1/listing-requests/{ids['listing_request']}/decision", {"approve": True}),
+    ("GET", "/v1/surveys/{survey_id}"): lambda ids: ("GET", f"/v1/surveys/{ids['survey']}", None),
+    ("POST", "/v1/surveys/{survey_id}/answer"): lambda ids: (
+        "POST", f"/v1/surveys/{ids['survey']}/answer", {"answers": {"happy": "no"}}),
+    ("PUT", "/v1/surveys/{survey_id}/sharing"): lambda ids: ("PUT", f"/v1/surveys/{ids['survey']}/sharing", {"share": []}),
+    ("GET", "/v1/surveys/{survey_id}/results"): lambda ids: (
+        "GET", f"/v1/surveys/{ids['survey']}/results?purpose=analytics.reporting", None),
+    ("GET", "/v1/threads/{thread_id}"): lambda ids: ("GET", f"/v1/threads/{ids['thread']}", None),
+    ("POST", "/v1/threads/{thread_id}/messages"): lambda ids: ("POST", f"/v1/threads/{ids['thread']}/messages",
+                                                               {"message": "x"}),
+    ("POST", "/v1/threads/{thread_id}/close"): lambda ids: ("POST", f"/v1/threads/{ids['thread']}/close", None),
+    ("GET", "/v1/code/{item_id}"): lambda ids: ("GET", f"/v1/code/{ids['code']}", None),
+    ("GET", "/v1/code/{item_id}/review"): lambda ids: ("GET", f"/v1/code/{ids['code']}/review", None),
+    ("POST", "/v1/code/{item_id}/approve"): lambda ids: ("POST", f"/v1/code/{ids['code']}/approve", {"reason": "x"}),
+    ("POST", "/v1/code/{item_id}/reject"): lambda ids: ("POST", f"/v1/code/{ids['code']}/reject", {"reason": "x"}),
+    ("POST", "/v1/code/{item_id}/run"): lambda ids: ("POST", f"/v1/code/{ids['code']}/run", None),
+    ("POST", "/v1/code/{item_id}/release"): lambda ids: ("POST", f"/v1/code/{ids['code']}/release", None),
     # Delta Sharing: brand's share is its rows agreement, named "rows"; the provider sees no share either.
     **{(method, "/delta-sharing/shares/{share}" + tail): (
         lambda ids, method=method, tail=tail: (method, "/delta-sharing/shares/rows" + tail.replace(
@@ -113,7 +164,14 @@ def test_every_route_with_an_id_answers_404_to_another_party(world):
         strangers = {"agreements": ("outsider", "carol"), "datasets": ("outsider", "carol"),
                      "requests": ("outsider", "brand", "dave"),
                      "exports": ("outsider", "carol", "retailer"),
-                     "shares": ("outsider", "carol", "retailer")}.get(path.split("/")[2], ("outsider", "dave"))
+                     "shares": ("outsider", "carol", "retailer"),
+                     # a listing shown only to brand, and brand's request on it: only the retailer decides
+                     "listing-requests": ("outsider", "dave", "brand"),
+                     # dave is asked the retailer's survey too (so he may see it), but not its results
+                     "surveys": ("outsider", "brand") + (("dave",) if path.endswith("/results") else ()),
+                     "threads": ("outsider", "dave", "brand"),
+                     # brand's analysis: only brand and the retailer (its reviewer) know it exists
+                     "code": ("outsider", "dave", "carol")}.get(path.split("/")[2], ("outsider", "dave"))
         for party in strangers:
             response = client.request(method, path, headers=auth(tokens[party]), json=body)
             assert response.status_code == 404, (route, party, response.status_code, response.text)
@@ -121,10 +179,12 @@ def test_every_route_with_an_id_answers_404_to_another_party(world):
     assert client.get("/delta-sharing/shares/rows/schemas/retailer/tables", headers=auth(tokens["brand"])).status_code == 200
     # and nothing changed: the agreement the outsider tried to revoke is still active
     assert client.get(f"/v1/agreements/{ids['offers']}", headers=auth(tokens["brand"])).json()["status"] == "active"
+    assert client.get(f"/v1/listings/{ids['listing']}", headers=auth(tokens["brand"])).json()["status"] == "published"
+    assert client.get("/v1/listing-requests", headers=auth(tokens["brand"])).json()["mine"][0]["status"] == "pending"
 
 
 def test_token_scopes(world):
-    client, _, _, _, deps = world
+    client, _, ids, _, deps = world
     read = party_svc.create_token(deps, "brand", scope="read")[1]
     query = party_svc.create_token(deps, "brand", scope="query")[1]
     sql = {"sql": "SELECT segment, COUNT(*) AS n FROM retailer.purchases GROUP BY segment", "purpose": "analytics.reporting"}
@@ -135,6 +195,10 @@ def test_token_scopes(world):
     assert client.post("/v1/query", headers=auth(query), json=sql).json().get("error") != "forbidden"
     export = client.post("/v1/exports", headers=auth(read), json={"dataset": "retailer.purchases", "purpose": "analytics.reporting"})
     assert export.status_code == 403 and export.json()["error"] == "forbidden"  # an export is a computation
+    code_run = client.post(f"/v1/code/{ids['code']}/run", headers=auth(read))  # so is running an analysis
+    assert code_run.status_code == 403 and code_run.json()["error"] == "forbidden"
+    pending = client.post(f"/v1/code/{ids['code']}/run", headers=auth(query))  # allowed to try: refused as unreviewed
+    assert pending.status_code == 403 and pending.json()["error"] == "refused"
     proposal = client.post("/v1/agreements", headers=auth(query), json={"document": agreement()})
     assert proposal.status_code == 403 and proposal.json()["error"] == "forbidden"
     with pytest.raises(Exception, match="unknown token scope"):

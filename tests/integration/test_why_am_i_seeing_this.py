@@ -107,7 +107,10 @@ def test_why_am_i_seeing_this(shop):
     consent = client.put("/v1/me/consents", headers=carol, json={
         "dataset": "retailer.purchases", "purpose": "analytics.reporting", "status": "withdrawn"}).json()
     assert [(c["purpose"], c["status"], c["in_use"]) for c in consent] == [("analytics.reporting", "withdrawn", False)]
-    assert client.post("/v1/query", headers=auth(tokens["brand"]), json=QUERY).status_code == 200
+    # The brand's same query would now differ from its first by Carol alone: refused as differencing
+    # (policy/differencing.py), so nothing of hers is computed for it and no receipt is added.
+    refused = client.post("/v1/query", headers=auth(tokens["brand"]), json=QUERY)
+    assert refused.status_code == 403 and refused.json()["reasons"][0].startswith("differencing:")
     assert [r["kind"] for r in client.get("/v1/me/receipts", headers=carol).json()] == ["offer", "query"]
     # ... and when she grants it again, the next one is hers again.
     client.put("/v1/me/consents", headers=carol, json={

@@ -4,6 +4,7 @@ written in docs/formats.md parses."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import shlex
 from pathlib import Path
@@ -14,6 +15,8 @@ import yaml
 
 from commonground.cli.main import app
 from commonground.domain.agreements import parse_agreement
+from commonground.domain.listings import parse_listing
+from commonground.domain.rights import parse_rights
 from commonground.domain.schema import parse_schema
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,9 +85,16 @@ def _yaml_blocks(path: Path) -> list[dict]:
 def test_formats_examples_parse():
     blocks = _yaml_blocks(ROOT / "docs" / "formats.md")
     agreements = [b for b in blocks if {"name", "provider", "recipients"} <= set(b)]
-    schemas = [b for b in blocks if "columns" in b and "provider" not in b]
-    assert agreements and schemas
+    rights = [b for b in blocks if "legal_basis" in b]
+    listings = [b for b in blocks if "datasets" in b and "provider" not in b]
+    schemas = [b for b in blocks if "columns" in b and "provider" not in b and b not in rights]
+    assert agreements and schemas and rights and listings
     for doc in agreements:
         parse_agreement(doc)
     for doc in schemas:
         parse_schema(doc)
+    for doc in rights:
+        parse_rights(doc, "bank.cards", 1, "bank", dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+                     ("customer_id", "email", "spend"))
+    for doc in listings:
+        parse_listing(doc, "bank")

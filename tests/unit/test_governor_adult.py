@@ -52,7 +52,9 @@ TERMS = parse_agreement({
     "datasets": {"census.adult": {"fields": {
         "person_id": "hash", "age": {"transform": "bucket", "width": 10},
         **{c: "raw" for c in COLUMNS if c != "age"}}}},
-    "access": {"mode": "join", "min_group_size": K, "join_keys": ["person_id"]},
+    "access": {"mode": "join", "min_group_size": K, "join_keys": ["person_id"],
+               # the provider lets these quasi-identifiers be filtered on (policy/filters.py)
+               "filterable": ["age", "native_country"]},
 })
 # The granted view, spelled independently of the governor's transforms.
 TRANSFORMED = ("SELECT person_id, CAST(floor(age / 10) * 10 AS BIGINT) AS age, "

@@ -21,6 +21,7 @@ import pytest
 from commonground.adapters.duckdb_engine import DuckDBEngine
 from commonground.domain.agreements import Transform, TransformKind
 from commonground.domain.errors import BadInput, NotFound, Refused
+from commonground.policy.differencing import differencing_reasons, released_groups
 from commonground.policy.governor import govern
 
 K = {"brand": 10, "insurer": 5, "brand-research": 5}
@@ -342,17 +343,30 @@ def test_runtime_errors_do_not_quote_values(data, contexts):
         pytest.fail("the overflow should fail the query")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "open threat (issue 11, privacy hardening): a total next to the per-group rows reveals the "
-    "suppressed groups by subtraction; two separate queries do the same. Needs difference checks "
-    "across released groups, or noise"))
 def test_complement_differencing_within_one_query(data, contexts):
+    """A total next to the per-group rows reveals the suppressed group by subtraction. The
+    engine's sketches of the released groups (policy/differencing.py) show the total and the
+    groups' sum differ by one person, so the release is refused (services/queries.py does
+    exactly this check before any row leaves)."""
     con, sources = data
     sql = ("select 'all' product, count(*) n from retailer.purchases union all "
            "select product, count(*) from retailer.purchases group by product")
-    rows = dict(DuckDBEngine(threads=2).run(govern(sql, contexts("brand")), sources).rows)
+    result = DuckDBEngine(threads=2).run(govern(sql, contexts("brand")), sources)
+    rows = dict(result.rows)
     caviar_rows = con.execute("select count(*) from purchases where product = 'caviar'").fetchone()[0]
-    assert rows["all"] - sum(n for p, n in rows.items() if p != "all") != caviar_rows
+    assert rows["all"] - sum(n for p, n in rows.items() if p != "all") == caviar_rows, "the attack works unchecked"
+    reasons = differencing_reasons(released_groups(result.sketches), [], K["brand"])
+    assert reasons and reasons[0].startswith("differencing:")
+
+
+def test_differencing_leaves_distinct_groups_alone(data, contexts):
+    """The same check passes a plain GROUP BY and a total that no released group nearly equals."""
+    _, sources = data
+    for sql in ("select product, count(*) n from retailer.purchases group by product",
+                "select count(*) n from retailer.purchases",
+                "select store_zip, avg(spend) from retailer.purchases group by 1"):
+        result = DuckDBEngine(threads=2).run(govern(sql, contexts("brand")), sources)
+        assert differencing_reasons(released_groups(result.sketches), [], K["brand"]) == [], sql
 
 
 def test_people_are_counted_even_when_the_subject_column_is_not_shared(data, contexts):

@@ -18,11 +18,13 @@ import duckdb
 import pyarrow as pa
 from ..domain.errors import BadInput
 from ..policy.context import Plan, RelationView
+from ..policy.differencing import Sketch
 from ..policy.exports import ExportPlan
 from ..policy.transforms import hmac_sql
 from ..ports import ConsentGate, QueryResult
-from . import consent_base
+from . import consent_base, dp_noise
 from .anonymiser import Anonymised, anonymise
+from .group_sketch import released_sketches
 from .ingest import file_sha256
 
 
@@ -98,7 +100,7 @@ class DuckDBEngine:
         finally:
             con.close()
         return QueryResult(result.columns, result.rows, result.suppressed_groups, result.exact_recount,
-                           (time.perf_counter() - started) * 1000)
+                           (time.perf_counter() - started) * 1000, result.sketches, result.dp)
 
     def export(self, plan: ExportPlan, source: Path, gate: ConsentGate | None, dest: Path, fmt: str,
                metadata: Mapping[str, str]) -> Anonymised:
@@ -200,8 +202,12 @@ class DuckDBEngine:
             cursor = con.execute(plan.sql)
             columns = [d[0] for d in cursor.description]
             return QueryResult(columns, [list(r) for r in cursor.fetchall()])
+        if plan.dp is not None:
+            rows, withheld, noise = dp_noise.release(plan.dp, con.execute(plan.sql).fetchall())
+            return QueryResult(list(plan.columns), rows, withheld, dp=noise)
         suppressed = 0
         exact_recount = False
+        sketches: list[list[Sketch]] = []
         for i, group in enumerate(plan.groups):
             table = f"__cg_groups_{i}"
             if group.fast_sql is not None:
@@ -214,5 +220,7 @@ class DuckDBEngine:
             else:
                 con.execute(f"CREATE TEMP TABLE {table} AS {group.exact_sql}")
             suppressed += con.execute(f"SELECT count(*) FROM {table} WHERE NOT __cg_ok").fetchone()[0]
+            sketches.append(released_sketches(con, table, group, plan.sketch_salt))
         cursor = con.execute(plan.sql)
-        return QueryResult(list(plan.columns), [list(r) for r in cursor.fetchall()], suppressed, exact_recount)
+        return QueryResult(list(plan.columns), [list(r) for r in cursor.fetchall()], suppressed, exact_recount,
+                           sketches=sketches)

@@ -37,7 +37,8 @@ import sqlglot
 from sqlglot import exp
 
 from ..domain.errors import BadInput
-from ..policy.context import Plan, RelationView
+from ..policy.context import GroupQuery, Plan, RelationView
+from ..policy.differencing import CELLS, KEY, SPARK_XXHASH64, UNIT, Sketch
 from ..policy.transforms import PSEUDONYM_PREFIX, hmac_sql
 from ..ports import ConsentGate, QueryResult
 from .duckdb_engine import DuckDBEngine, QueryTimeout, _query_error
@@ -131,7 +132,7 @@ class SparkEngine:
             timer.cancel()
             context.setLocalProperty("spark.jobGroup.id", None)
         return QueryResult(result.columns, result.rows, result.suppressed_groups, result.exact_recount,
-                           (time.perf_counter() - started) * 1000)
+                           (time.perf_counter() - started) * 1000, result.sketches)
 
     # -- SQL --------------------------------------------------------------------------------
 
@@ -218,6 +219,9 @@ class SparkEngine:
         return kept.unionByName(admitted)
 
     def _execute(self, spark: Any, plan: Plan, names: Mapping[tuple[str, str], str]) -> QueryResult:
+        if plan.dp is not None:
+            raise BadInput("access mode dp runs on the DuckDB engine only (its noise and contribution bounding "
+                           "are not implemented for Spark); set COMMONGROUND_ENGINE=duckdb")
         pseudonyms = self._pseudonyms(plan)
         if not plan.governed:
             df = spark.sql(self._translate(plan.sql, names, pseudonyms))
@@ -226,6 +230,7 @@ class SparkEngine:
         exact_recount = False
         groups = frozenset(f"__cg_groups_{i}" for i in range(len(plan.groups)))
         kept: list[Any] = []  # materialised group tables, released when the query ends
+        sketches: list[list[Sketch]] = []
         try:
             for i, group in enumerate(plan.groups):
                 df = self._materialise(spark, group.fast_sql or group.exact_sql, names, pseudonyms, groups, kept)
@@ -236,8 +241,10 @@ class SparkEngine:
                     exact_recount = True
                 df.createOrReplaceTempView(f"__cg_groups_{i}")
                 suppressed += small
+                sketches.append(self._sketches(spark, i, group, plan.sketch_salt, names, pseudonyms, groups))
             df = spark.sql(self._translate(plan.sql, names, pseudonyms, groups))
-            return QueryResult(list(plan.columns), [list(r) for r in df.collect()], suppressed, exact_recount)
+            return QueryResult(list(plan.columns), [list(r) for r in df.collect()], suppressed, exact_recount,
+                               sketches=sketches)
         finally:
             for df in kept:
                 df.unpersist()
@@ -248,6 +255,27 @@ class SparkEngine:
         df = spark.sql(self._translate(sql, names, pseudonyms, groups)).localCheckpoint(eager=True)
         kept.append(df)
         return df
+
+    def _sketches(self, spark: Any, i: int, group: GroupQuery, salt: bytes, names: Mapping[tuple[str, str], str],
+                  pseudonyms: Mapping[str, exp.Expression], groups: frozenset[str]) -> list[Sketch]:
+        """The released groups' sketches (adapters/group_sketch.py does the same on DuckDB), with
+        Spark's keyed xxhash64; the key is a query parameter, never in the SQL text."""
+        if group.sketch_sql is None:
+            return []
+        keys = [f"`{KEY}{j}`" for j in range(group.sketch_keys)]
+        on = " AND ".join(f"r.{k} <=> g.{k}" for k in keys) or "TRUE"
+        rows = self._translate(group.sketch_sql, names, pseudonyms, groups)
+        sql = (f"WITH r AS ({rows}), "
+               f"g AS (SELECT row_number() OVER (ORDER BY 1) AS gid{''.join(', ' + k for k in keys)} "
+               f"FROM __cg_groups_{i} WHERE __cg_ok), "
+               f"h AS (SELECT g.gid, shiftrightunsigned(xxhash64(CAST(r.`{UNIT}` AS STRING), :salt), 32) AS x "
+               f"FROM r JOIN g ON {on}) "
+               f"SELECT gid, CAST(x % {CELLS} AS INT) AS cell, count(*) AS n, sum(x) AS s, "
+               f"sum(CAST(x AS DECIMAL(38, 0)) * x) AS q FROM h GROUP BY gid, CAST(x % {CELLS} AS INT)")
+        cells: dict[int, list[tuple[int, int, int, int]]] = {}
+        for row in spark.sql(sql, args={"salt": salt.hex()}).collect():
+            cells.setdefault(row["gid"], []).append((row["cell"], row["n"], int(row["s"]), int(row["q"])))
+        return [Sketch.from_cells(c, SPARK_XXHASH64) for c in cells.values()]
 
     @staticmethod
     def _counts(df: Any) -> tuple[int, int]:

@@ -247,3 +247,199 @@ exports = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_exports_recipient", "recipient", "created_at"),
 )
+
+# -- rights pre-vetting and data products (#12; docs/data-products.md) --------------------------
+# Each version of a dataset's declared rights (legal basis, purposes, per-column purposes).
+dataset_rights = Table(
+    "dataset_rights", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("dataset_id", String(32), ForeignKey("datasets.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("rights_json", Text, nullable=False),
+    Column("attested_by", String(63), nullable=False),
+    Column("attested_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("dataset_id", "version", name="uq_dataset_rights_version"),
+)
+
+# What a party is told (an agreement suspended by a narrowing of rights, a listing request to
+# review or decided); each notice points at its ledger entry.
+notices = Table(
+    "notices", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("party", String(63), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("subject", String(32), nullable=False),  # the agreement or listing request it is about
+    Column("message", Text, nullable=False),
+    Column("ledger_index", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_notices_party", "party", "created_at"),
+)
+
+listings = Table(
+    "listings", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("owner_id", String(32), ForeignKey("parties.id"), nullable=False),
+    Column("name", String(63), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("listing_json", Text, nullable=False),
+    Column("visibility", String(8), nullable=False),  # all | parties (then listing_viewers)
+    Column("status", String(16), nullable=False),  # published | withdrawn
+    Column("valid_until", DateTime(timezone=True), nullable=False),  # the catalogue hides expired listings
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("owner_id", "name", name="uq_listing_owner_name"),
+    Index("ix_listings_catalogue", "status", "visibility", "name"),
+)
+
+listing_viewers = Table(
+    "listing_viewers", metadata,
+    Column("listing_id", String(32), ForeignKey("listings.id"), primary_key=True),
+    Column("party", String(63), primary_key=True),
+    Index("ix_listing_viewers_party", "party", "listing_id"),
+)
+
+listing_requests = Table(
+    "listing_requests", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("listing_id", String(32), ForeignKey("listings.id"), nullable=False),
+    Column("requester", String(63), nullable=False),
+    Column("purpose", String(200), nullable=False),
+    Column("status", String(16), nullable=False),  # active | pending | declined
+    Column("agreement_id", String(32), ForeignKey("agreements.id")),
+    Column("note", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("decided_at", DateTime(timezone=True)),
+    Index("ix_listing_requests_listing", "listing_id", "status"),
+    Index("ix_listing_requests_requester", "requester", "created_at"),
+)
+
+# -- conversations (#12 part 3): surveys a company asks its customers, answers, threads --------
+# The survey's spec (questions, purposes, audience) is JSON; the answer values are kept so each
+# new dataset version of the answers can be written whole (erasure deletes the person's row).
+# Who may use an answer is not here: it is the consent records of the survey's answer datasets.
+surveys = Table(
+    "surveys", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("asker_id", String(32), ForeignKey("parties.id"), nullable=False),
+    Column("name", String(63), nullable=False),
+    Column("spec_json", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("asker_id", "name", name="uq_surveys_asker_name"),
+)
+
+survey_answers = Table(
+    "survey_answers", metadata,
+    Column("survey_id", String(32), ForeignKey("surveys.id"), primary_key=True),
+    Column("party_id", String(32), ForeignKey("parties.id"), primary_key=True),
+    Column("subject", String(256), nullable=False),
+    Column("values_json", Text, nullable=False),
+    Column("answered_at", DateTime(timezone=True), nullable=False),
+    Index("ix_survey_answers_subject", "subject"),
+)
+
+threads = Table(
+    "threads", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("party_id", String(32), ForeignKey("parties.id"), nullable=False),
+    Column("controller_id", String(32), ForeignKey("parties.id"), nullable=False),
+    Column("about", String(16), nullable=False),
+    Column("ref", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_threads_party", "party_id", "updated_at"),
+    Index("ix_threads_controller", "controller_id", "status"),
+)
+
+thread_messages = Table(
+    "thread_messages", metadata,
+    Column("seq", _SEQ, primary_key=True, autoincrement=True),
+    Column("thread_id", String(32), ForeignKey("threads.id"), nullable=False),
+    Column("author", String(63), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_thread_messages_thread", "thread_id", "seq"),
+)
+
+# -- code-to-data (#8; docs/code-to-data.md): analyses pinned by hash, reviews, runs, releases --
+code_submissions = Table(
+    "code_submissions", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("submitter", String(63), nullable=False),
+    Column("purpose", String(200), nullable=False),
+    Column("agreements_json", Text, nullable=False),  # the code agreements whose views it reads
+    Column("reviewers_json", Text, nullable=False),  # their providers, each of whom decides
+    Column("title", String(200), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("declared_json", Text, nullable=False),
+    Column("previous_id", String(32), ForeignKey("code_submissions.id")),
+    Column("diff", Text),
+    Column("ledger_index", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_code_submissions_submitter", "submitter", "created_at"),
+)
+
+code_reviews = Table(
+    "code_reviews", metadata,
+    Column("submission_id", String(32), ForeignKey("code_submissions.id"), primary_key=True),
+    Column("party", String(63), primary_key=True),
+    Column("decision", String(16), nullable=False),  # approved | rejected
+    Column("reason", Text, nullable=False),
+    Column("rule", String(32)),  # the agreement's auto-approval rule that decided, if any
+    Column("ledger_index", BigInteger, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+code_runs = Table(
+    "code_runs", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("submission_id", String(32), ForeignKey("code_submissions.id"), nullable=False),
+    Column("status", String(16), nullable=False),  # failed | refused | held | released
+    Column("path", Text),  # the held result, only when it passed its checks
+    Column("sha256", String(64)),
+    Column("rows", BigInteger),
+    Column("bytes", BigInteger),
+    Column("checks_json", Text, nullable=False),
+    Column("ledger_index", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_code_runs_submission", "submission_id", "created_at"),
+)
+
+code_releases = Table(
+    "code_releases", metadata,
+    Column("run_id", String(32), ForeignKey("code_runs.id"), primary_key=True),
+    Column("party", String(63), primary_key=True),
+    Column("rule", String(32)),  # the agreement's auto-release rule that released, if any
+    Column("ledger_index", BigInteger, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+# -- privacy (#11; docs/privacy.md) ----------------------------------------------------------
+# Sketches of the groups released to a recipient under an agreement (policy/differencing.py),
+# checked by every later release. Append-only; no values, only keyed-hash cell sums.
+released_groups = Table(
+    "released_groups", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("agreement_id", String(32), ForeignKey("agreements.id"), nullable=False),
+    Column("recipient", String(63), nullable=False),
+    Column("ledger_index", BigInteger, nullable=False),
+    Column("sketch", LargeBinary, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_released_groups_recipient", "agreement_id", "recipient"),
+)
+
+# Differential-privacy spending per (agreement, recipient): the budget left is the agreement's
+# total minus the sum; one row per query, written with its ledger entry. Micro-epsilon and
+# pico-delta integers, so sums are exact. Never refreshed.
+privacy_spends = Table(
+    "privacy_spends", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("agreement_id", String(32), ForeignKey("agreements.id"), nullable=False),
+    Column("recipient", String(63), nullable=False),
+    Column("epsilon_micro", BigInteger, nullable=False),
+    Column("delta_pico", BigInteger, nullable=False),
+    Column("ledger_index", BigInteger, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_privacy_spends_recipient", "agreement_id", "recipient"),
+)

@@ -22,15 +22,19 @@ from pydantic import BaseModel, Field
 from ..domain.errors import BadInput, CommongroundError, Refused, Throttled, Unauthenticated
 from ..domain.records import Party
 from ..services import agreements as agreement_svc
+from ..services import privacy as privacy_svc
 from ..services import audit as audit_svc
 from ..services import datasets as dataset_svc
 from ..services import parties as party_svc
 from ..services import queries as query_svc
 from ..services.audit import TREE_HEAD_HEADER
 from ..services.deps import Deps
+from .code import code_routes
 from .exports import export_routes
+from .conversations import conversation_routes
 from .delta_sharing import delta_sharing_routes
 from .individuals import individual_routes
+from .listings import listing_routes
 from .security import DOCS_PATHS, SECURITY_HEADERS, SignInThrottle, required_scope
 
 _bearer = HTTPBearer(auto_error=False)
@@ -170,6 +174,11 @@ def create_app(deps: Deps, throttle: SignInThrottle | None = None, head_interval
             raise BadInput("give document, yaml or template")
         return agreement_svc.agreement_summary(state, deps.now())
 
+    @app.get("/v1/agreements/{agreement_id}/budget")
+    def agreement_budget(agreement_id: str, party: Party = Depends(caller)) -> dict[str, Any]:
+        """A dp agreement's privacy budget: total, spent and left per recipient (docs/privacy.md)."""
+        return privacy_svc.budget(deps, party.name, agreement_id)
+
     @app.post("/v1/agreements/{agreement_id}/accept")
     def accept(agreement_id: str, party: Party = Depends(caller)) -> dict[str, Any]:
         return agreement_svc.agreement_summary(agreement_svc.accept(deps, party.name, agreement_id), deps.now())
@@ -189,6 +198,9 @@ def create_app(deps: Deps, throttle: SignInThrottle | None = None, head_interval
     app.include_router(individual_routes(deps, caller))
     app.include_router(delta_sharing_routes(deps, throttle))
     app.include_router(export_routes(deps, caller))
+    app.include_router(code_routes(deps, caller))
+    app.include_router(listing_routes(deps, caller))
+    app.include_router(conversation_routes(deps, caller))
 
     @app.get("/v1/audit/head")
     def head() -> dict[str, Any]:

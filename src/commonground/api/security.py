@@ -17,6 +17,16 @@ from ..domain.records import TokenScope
 
 _COMPUTE = {("POST", "/v1/query"), ("POST", "/v1/offers"), ("POST", "/v1/exports")}
 
+
+def _computes(method: str, path: str) -> bool:
+    """Reads that run governed queries (a survey's results) need `query`, like a query does; so does
+    running a submitted analysis on others' data (`POST /v1/code/{id}/run`)."""
+    parts = path.split("/")
+    if method == "POST" and len(parts) == 5 and parts[1:3] == ["v1", "code"] and parts[4] == "run":
+        return True
+    return method == "GET" and len(parts) == 5 and parts[1:3] == ["v1", "surveys"] and parts[4] == "results"
+
+
 # Every API answer is private to its caller and is data, never a page to render or frame.
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -30,6 +40,8 @@ DOCS_PATHS = ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect")
 
 
 def required_scope(method: str, path: str) -> TokenScope:
+    if _computes(method, path.rstrip("/")):
+        return TokenScope.QUERY
     if method in ("GET", "HEAD", "OPTIONS"):
         return TokenScope.READ
     if (method, path.rstrip("/")) in _COMPUTE:

@@ -20,6 +20,7 @@ from ..services import audit as audit_svc
 from ..services import consent as consent_svc
 from ..services import datasets as dataset_svc
 from ..services import parties as party_svc
+from ..services import privacy as privacy_svc
 from ..services import reports as report_svc
 from ..services import vocabulary as vocabulary_svc
 from ..services.deps import Deps
@@ -274,6 +275,16 @@ def agreement_show(agreement_id: str, party: str = AsOpt, json_out: bool = JsonO
     emit(data, json_out, lambda: out.print(yaml.safe_dump(data, sort_keys=False)))
 
 
+@command(agreement_app, "budget")
+def agreement_budget(agreement_id: str, party: str = AsOpt, json_out: bool = JsonOpt) -> None:
+    """A dp agreement's privacy budget: epsilon and delta spent and left, per recipient."""
+    data = privacy_svc.budget(_deps(), party, agreement_id)
+    emit(data, json_out, lambda: table(f"budget of {agreement_id} (epsilon {data['epsilon']:g}, delta {data['delta']:g})",
+                                       ["recipient", "epsilon spent", "epsilon left", "delta spent"],
+                                       [[r, v["epsilon_spent"], v["epsilon_left"], v["delta_spent"]]
+                                        for r, v in data["recipients"].items()]))
+
+
 @command(template_app, "add")
 def template_add(name: str, file: Path, party: str = AsOpt, json_out: bool = JsonOpt) -> None:
     """Store an agreement template with ${parameters}."""
@@ -496,6 +507,9 @@ def demo(reset: bool = typer.Option(False, "--reset", help="Start from an empty 
 from . import exports, individuals, sharing  # noqa: E402,F401
 from . import sealing  # noqa: E402,F401
 from . import curation  # noqa: E402,F401
+from . import listings, rights  # noqa: E402,F401
+from . import conversations  # noqa: E402,F401
+from . import code  # noqa: E402,F401
 
 
 def main() -> None:

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Mapping
 
+from .code import CODE_KEYS, CodeTerms, parse_code_terms
 from .errors import BadInput
 from .names import check_label, check_name
+from .privacy import PRIVACY_KEYS, PrivacyTerms, parse_privacy_terms
 from .schema import ColumnType, DatasetSchema, Role, Seal
 
 
@@ -36,6 +38,11 @@ class AccessMode(str, Enum):
     # Curated row-level exports: transforms and consent applied, k-anonymous over the
     # quasi-identifiers (generalised along hierarchies, or rows suppressed), watermarked.
     ROWS = "rows"
+    # Code-to-data: a recipient's reviewed analysis runs in a sandbox on the views; its result
+    # leaves only after disclosure checks and each provider's release (see domain/code.py).
+    CODE = "code"
+    # Differential privacy: noisy aggregates from a per-recipient budget (domain/privacy.py).
+    DP = "dp"
 
 
 class AgreementStatus(str, Enum):
@@ -44,6 +51,8 @@ class AgreementStatus(str, Enum):
     REVOKED = "revoked"
     EXPIRED = "expired"
     SUPERSEDED = "superseded"
+    # The provider's declared rights no longer cover it (docs/data-products.md): not in force.
+    SUSPENDED = "suspended"
 
 
 @dataclass(frozen=True)
@@ -136,6 +145,8 @@ class AgreementTerms:
     quasi_identifiers: tuple[str, ...] = ()
     hierarchies: Mapping[str, tuple[Transform | None, ...]] = field(default_factory=dict)
     max_suppression: float = 0.05
+    code: CodeTerms | None = None  # code mode: automation rules and sandbox limits
+    privacy: PrivacyTerms = field(default_factory=PrivacyTerms)  # filterable, noise, dp budget
 
     @property
     def parties(self) -> tuple[str, ...]:
@@ -158,6 +169,9 @@ class AgreementTerms:
                 access["hierarchies"] = {c: [t.to_dict() if t else "*" for t in levels]
                                          for c, levels in self.hierarchies.items()}
             access["max_suppression"] = self.max_suppression
+        if self.code is not None:
+            access.update(self.code.to_dict())
+        access.update(self.privacy.to_dict())
         out: dict[str, Any] = {
             "name": self.name,
             "provider": self.provider,
@@ -242,14 +256,16 @@ def parse_agreement(doc: Any) -> AgreementTerms:
     access = doc["access"]
     if not isinstance(access, dict):
         raise BadInput("agreement: access must be a mapping {mode, min_group_size, join_keys}")
-    unknown = set(access) - {"mode", "min_group_size", "join_keys", "quasi_identifiers", "hierarchies", "max_suppression"}
+    unknown = set(access) - {"mode", "min_group_size", "join_keys", "quasi_identifiers", "hierarchies", "max_suppression"} - CODE_KEYS - PRIVACY_KEYS
     if unknown:
         raise BadInput(f"agreement: access has unknown key(s) {sorted(unknown)}")
     try:
         mode = AccessMode(access.get("mode", "aggregate"))
     except ValueError:
         raise BadInput(f"agreement: access mode {access.get('mode')!r} is not supported "
-                       "(use aggregate, join, offer or rows)") from None
+                       "(use aggregate, join, offer, rows, code or dp)") from None
+    if mode is not AccessMode.CODE and set(access) & CODE_KEYS:
+        raise BadInput(f"agreement: {', '.join(sorted(set(access) & CODE_KEYS))} belong to access mode code")
     if mode is not AccessMode.ROWS and set(access) & {"quasi_identifiers", "hierarchies", "max_suppression"}:
         raise BadInput("agreement: quasi_identifiers, hierarchies and max_suppression belong to access mode rows")
     quasi, hierarchies, max_suppression = _rows_terms(access)
@@ -265,7 +281,9 @@ def parse_agreement(doc: Any) -> AgreementTerms:
     if mode is AccessMode.JOIN and not join_keys:
         raise BadInput("agreement: access mode join needs at least one join key")
     return AgreementTerms(name, provider, recipients, tuple(purposes), valid_until,
-                          tuple(grants), mode, k, join_keys, valid_from, quasi, hierarchies, max_suppression)
+                          tuple(grants), mode, k, join_keys, valid_from, quasi, hierarchies, max_suppression,
+                          parse_code_terms(access) if mode is AccessMode.CODE else None,
+                          privacy=parse_privacy_terms(access, mode is AccessMode.DP))
 
 
 def _rows_terms(access: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, tuple[Transform | None, ...]], float]:

@@ -12,7 +12,7 @@ from sqlglot.optimizer.scope import Scope
 
 from ..domain.agreements import AccessMode
 from ..domain.schema import ColumnSpec, Seal
-from . import allowlist
+from . import allowlist, filters
 from .analysis import (INJECTIVE, Analysis, Lineage, Ref, aggregates_in, conjuncts, is_aggregating, output_scopes,
                        short)
 
@@ -27,6 +27,9 @@ def check_access_mode(a: Analysis) -> None:
         if ref.agreement.terms.mode is AccessMode.OFFER:  # type: ignore[union-attr]
             a.refuse(f"access mode: your agreement for {ref.table.key} grants per-subject offers only, whose results "
                      "go to each subject, not to you; submit the computation with `offer submit`")
+        if ref.agreement.terms.mode is AccessMode.CODE:  # type: ignore[union-attr]
+            a.refuse(f"access mode: your agreement for {ref.table.key} grants code access only: submit an analysis "
+                     "with `code submit`; its results leave after the disclosure checks and the providers' release")
     if own and not any(r.agreement.terms.mode is AccessMode.JOIN for r in protected):  # type: ignore[union-attr]
         names = ", ".join(sorted({r.table.key for r in own}))
         a.refuse(
@@ -62,6 +65,7 @@ def check_scopes(a: Analysis, scopes: list[Scope], lineage: Lineage) -> None:
         _check_identifier_uses(a, scope, select, lineage, output)
         _check_seal_uses(a, scope, select, lineage, output)
         _check_aggregates(a, scope, select, lineage)
+        filters.check_literal_filters(a, scope, select, lineage)
 
 
 def _refuse_unprotected_output(a: Analysis, scopes: list[Scope]) -> None:

@@ -6,7 +6,7 @@ All plain data: the governor reads no files, opens no connections and reads no c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Mapping
 
 from ..domain.agreements import AgreementState
 from ..domain.schema import DatasetSchema
@@ -83,6 +83,10 @@ class GroupQuery:
 
     fast_sql: str | None
     exact_sql: str
+    # The rows behind each group (its keys `__cg_key_<i>` and privacy unit `__cg_unit`), from
+    # which the engine sketches each released group for the differencing check (policy/differencing.py).
+    sketch_sql: str | None = None
+    sketch_keys: int = 0
 
 
 @dataclass(frozen=True)
@@ -103,11 +107,17 @@ class Plan:
     per_subject: bool = False
     evidence_sql: str | None = None
     evidence_columns: tuple[str, ...] = ()
+    # Differencing check: the agreement whose history the released groups are checked against
+    # first, and the key that makes its sketches' unit hashes unguessable (never in SQL text).
+    sketch_salt: bytes = field(default=b"", repr=False)
+    # Access mode dp: `sql` yields the contribution-bounded aggregates, and this says how the
+    # engine's noise adapter releases them (policy/dp.py).
+    dp: Any = None
 
     @property
     def governed(self) -> bool:
         """Whether the query reads others' data (so results and errors are withheld as such)."""
-        return bool(self.groups) or self.per_subject
+        return bool(self.groups) or self.per_subject or self.dp is not None
 
     def explain(self) -> str:
         parts = [f"-- view {v.dataset}\n" + (f"-- {v.consent_gate()}\n" if v.consent else "") + v.select_sql

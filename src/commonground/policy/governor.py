@@ -16,7 +16,7 @@ from sqlglot.optimizer.scope import traverse_scope
 
 from ..domain.agreements import AccessMode, AgreementState
 from ..domain.errors import BadInput, NotFound, Refused
-from . import allowlist, checks
+from . import allowlist, checks, dp
 from .analysis import DIALECT, Analysis, Lineage, Ref, branches
 from .context import Plan, QueryContext, RelationView
 from .rewrite import consent_source, rewrite
@@ -130,11 +130,12 @@ def _names_visible_cte(table: exp.Table) -> bool:
 
 def _agreement_for(ctx: QueryContext, dataset: str) -> AgreementState | None:
     """The newest agreement in force that grants this dataset for this purpose, preferring one
-    whose access mode fits the computation (offer agreements for offers, others for queries),
+    whose access mode fits the computation (offer agreements for offers, others but code for queries),
     so a mismatch is refused by the access-mode check with a reason that says so."""
     candidates = [a for a in sorted(ctx.agreements, key=lambda s: s.id, reverse=True)
                   if ctx.party in a.terms.recipients and ctx.purpose in a.terms.purposes and a.terms.grant_for(dataset)]
-    fitting = [a for a in candidates if (a.terms.mode is AccessMode.OFFER) == ctx.per_subject]
+    fitting = [a for a in candidates
+               if (a.terms.mode is AccessMode.OFFER) == ctx.per_subject and a.terms.mode is not AccessMode.CODE]
     return (fitting or candidates or [None])[0]
 
 
@@ -192,6 +193,8 @@ def _governed_plan(a: Analysis) -> Plan:
     checks.check_joins(a, scopes, lineage)
     checks.check_scopes(a, scopes, lineage)
     a.check()
+    if dp.is_dp(a):
+        return dp.dp_plan(a, scopes, lineage)
     return rewrite(a, scopes, lineage)
 
 

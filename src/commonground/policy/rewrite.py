@@ -15,7 +15,7 @@ from sqlglot.optimizer.scope import Scope
 
 from ..domain.agreements import Transform, TransformKind
 from ..domain.errors import Refused
-from . import transforms
+from . import differencing, transforms
 from .analysis import (DIALECT, INJECTIVE, PRIVACY_UNIT, Analysis, Lineage, Ref, branches, conjuncts,
                        is_aggregating, output_scopes, short)
 from .context import GroupQuery, Plan, RelationView
@@ -44,6 +44,7 @@ def rewrite(a: Analysis, scopes: list[Scope], lineage: Lineage) -> Plan:
             exp.select(*[exp.column(c, quoted=True) for c in columns])
             .from_(exp.Table(this=exp.to_identifier(f"__cg_groups_{i}"))).where(exp.column("__cg_ok"))
         )
+    refs_by_agreement = sorted((r for r in refs.values() if r.agreement), key=lambda r: r.agreement.id)  # type: ignore[union-attr]
     final: exp.Query = _rebuild_set_operation(root, outputs) if isinstance(root, exp.SetOperation) else outputs[0]
     _carry_order_and_limit(root, final, columns)
     fields = sorted({
@@ -61,6 +62,7 @@ def rewrite(a: Analysis, scopes: list[Scope], lineage: Lineage) -> Plan:
         agreements=tuple(sorted({r.agreement.id for r in refs.values() if r.agreement})),
         datasets=tuple(sorted(views)),
         fields=tuple(fields),
+        sketch_salt=refs_by_agreement[0].agreement.hash_key,  # type: ignore[union-attr]
     )
 
 
@@ -70,11 +72,12 @@ _THRESHOLD = "__cg_threshold"  # a placeholder no query can contain: `__cg` name
 def _group_query(select: exp.Select, units: PrivacyUnits, columns: list[str], k: int) -> GroupQuery:
     """The group table's SQL, generated once with a placeholder for the threshold columns."""
     assert units, "checks refuse output that does not read others' data"
+    sketch_sql, sketch_keys = differencing.sketch_query(select, units[0][0])
     inner = select.copy()
     for arg in ("order", "limit", "offset"):
         inner.set(arg, None)
     inner.set("expressions", [exp.alias_(p.unalias(), c, quoted=True, copy=False) for p, c in zip(inner.selects, columns)]
-              + [exp.column(_THRESHOLD, quoted=True)])
+              + differencing.group_keys(inner) + [exp.column(_THRESHOLD, quoted=True)])
     template = inner.sql(DIALECT, copy=False)
     placeholder = exp.column(_THRESHOLD, quoted=True).sql(DIALECT)
     assert template.count(placeholder) == 1
@@ -85,7 +88,7 @@ def _group_query(select: exp.Select, units: PrivacyUnits, columns: list[str], k:
         threshold = _threshold(units, k, exact, rows_are_units)
         return template.replace(placeholder, ", ".join(e.sql(DIALECT) for e in threshold))
     fast = fill(exact=False) if all(m is not None for _, m in units) else None
-    return GroupQuery(fast, fill(exact=True))
+    return GroupQuery(fast, fill(exact=True), sketch_sql, sketch_keys)
 
 
 def errors_without_values(tree: exp.Expression) -> None:

@@ -9,13 +9,15 @@ from typing import Any, Mapping
 
 import yaml
 
-from ..domain.agreements import (AgreementState, AgreementStatus, check_against, parse_agreement,
+from ..domain.agreements import (AgreementState, AgreementStatus, AgreementTerms, check_against, parse_agreement,
                                  render_template)
-from ..domain.errors import BadInput, Conflict, NotFound
+from ..domain.conversations import agreement_gaps
+from ..domain.errors import BadInput, Conflict, NotFound, Refused
 from ..domain.names import check_label
 from ..domain.vocabulary import Kind
 from .deps import Deps
 from .parties import require_party
+from .rights import vet as vet_rights
 from .vocabulary import vocabulary
 
 
@@ -41,21 +43,42 @@ def propose(deps: Deps, actor: str, doc: Any) -> AgreementState:
         raise BadInput(f"agreement: valid_until {terms.valid_until.date()} is in the past")
     with deps.store.transaction() as conn:
         provider = require_party(deps, conn, actor)
-        vocab = vocabulary(deps, conn)
-        for purpose in terms.purposes:
-            vocab.check(Kind.PURPOSE, purpose)
-        for r in terms.recipients:
-            require_party(deps, conn, r)
-        schemas = {v.key: v.schema for v in deps.store.versions(conn, actor)}
-        check_against(terms, schemas)
-        version = deps.store.latest_version(conn, provider.id, terms.name) + 1
-        state = AgreementState(deps.new_id(), version, terms, AgreementStatus.PROPOSED, frozenset({actor}),
-                               secrets.token_bytes(32))
-        deps.store.insert_agreement(conn, state, provider.id, now)
-        deps.store.add_signature(conn, state.id, actor, now)
+        vetted = check_terms(deps, conn, terms)
+        state = insert_agreement(deps, conn, terms, provider.id, AgreementStatus.PROPOSED, {actor})
         deps.store.append_entry(conn, {"event": "agreement.proposed", "agreement": state.id, "name": terms.name,
-                                       "version": version, "party": actor, "parties": list(terms.parties),
-                                       "terms_sha256": terms_digest(terms.to_dict()), "at": now})
+                                       "version": state.version, "party": actor, "parties": list(terms.parties),
+                                       "terms_sha256": terms_digest(terms.to_dict()), "rights": vetted, "at": now})
+    return state
+
+
+def check_terms(deps: Deps, conn, terms: AgreementTerms) -> dict[str, int | None]:
+    """Everything terms must pass before anyone signs: known purposes and parties, the provider's
+    catalog, and the datasets' declared rights; returns the rights version each dataset was vetted on."""
+    vocab = vocabulary(deps, conn)
+    for purpose in terms.purposes:
+        vocab.check(Kind.PURPOSE, purpose)
+    for r in terms.recipients:
+        require_party(deps, conn, r)
+    schemas = {v.key: v.schema for v in deps.store.versions(conn, terms.provider)}
+    check_against(terms, schemas)
+    # Survey answers go only to the party each person chose, in aggregate (domain/conversations.py).
+    provider_id = require_party(deps, conn, terms.provider).id
+    gaps = agreement_gaps(deps.store.survey_copies(conn, provider_id), [g.dataset for g in terms.datasets],
+                          terms.recipients, terms.mode.value, terms.min_group_size)
+    if gaps:
+        raise Refused(gaps)
+    return vet_rights(deps, conn, terms)
+
+
+def insert_agreement(deps: Deps, conn, terms: AgreementTerms, provider_id: str, status: AgreementStatus,
+                     signers: set[str]) -> AgreementState:
+    """Store the next version of the terms, signed by `signers`, in the caller's transaction."""
+    now = deps.now()
+    version = deps.store.latest_version(conn, provider_id, terms.name) + 1
+    state = AgreementState(deps.new_id(), version, terms, status, frozenset(signers), secrets.token_bytes(32))
+    deps.store.insert_agreement(conn, state, provider_id, now)
+    for signer in sorted(signers):
+        deps.store.add_signature(conn, state.id, signer, now)
     return state
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from decimal import Decimal
@@ -16,6 +17,7 @@ from ..policy.governor import govern
 from ..policy.offers import govern_offer
 from ..ports import ConsentGate, QueryResult
 from . import consent as consent_svc
+from . import privacy
 from .agreements import agreements_in_force
 from .datasets import visible_versions
 from .deps import Deps
@@ -60,11 +62,19 @@ def run_query(deps: Deps, party: str, purpose: str, sql: str) -> tuple[QueryResu
     except (Refused, NotFound) as refusal:
         _record(deps, party, purpose, {"allowed": False, "reasons": getattr(refusal, "reasons", [str(refusal)])})
         raise
+    if plan.dp is not None:
+        refused, budget = privacy.spend_budget(deps, party, purpose, plan)
+        if refused:
+            raise Refused(refused)
     result = deps.engine.run(plan, sources, consent)
-    _record(deps, party, purpose, {
+    if plan.dp is not None:
+        result = dataclasses.replace(result, dp={**result.dp, **budget})
+    reasons = _record(deps, party, purpose, {
         "allowed": True, "agreements": list(plan.agreements), "datasets": list(plan.datasets),
         "fields": list(plan.fields), "rows": len(result.rows), "suppressed_groups": result.suppressed_groups,
-        "governed": plan.governed}, plan, versions)
+        "governed": plan.governed}, plan, versions, result)
+    if reasons:
+        raise Refused(reasons)
     return result, plan
 
 
@@ -73,15 +83,25 @@ def explain_query(deps: Deps, party: str, purpose: str, sql: str) -> Plan:
 
 
 def _record(deps: Deps, party: str, purpose: str, details: dict[str, Any], plan: Plan | None = None,
-            versions: dict[str, DatasetVersion] | None = None) -> None:
+            versions: dict[str, DatasetVersion] | None = None, result: QueryResult | None = None) -> list[str]:
     """Every query is on the ledger: who, why, what it read and how much came out; never values.
-    A query that ran is also a computation over each dataset version it read: receipts come from these."""
+    A query that ran is also a computation over each dataset version it read: receipts come from these.
+    A result is released only if it passes the differencing check against the recipient's history,
+    in this same transaction; otherwise the refusal is recorded instead and its reasons returned."""
     now = deps.now()
     with deps.store.transaction() as conn:
+        reasons = privacy.differencing_refusal(deps, conn, party, plan, result) if plan and result else []
+        if reasons:
+            deps.store.append_entry(conn, {"event": "query", "party": party, "purpose": purpose, "allowed": False,
+                                           "reasons": reasons, "at": now})
+            return reasons
         index = deps.store.append_entry(conn, {"event": "query", "party": party, "purpose": purpose, **details, "at": now})
+        if plan is not None and result is not None:
+            privacy.remember_release(deps, conn, party, plan, result, index)
         if plan is not None and versions is not None:
             record_computation(deps, conn, "query", party, purpose, plan.agreements, plan.fields,
                                {key: versions[key] for key in plan.datasets}, index, now)
+    return []
 
 
 def record_computation(deps: Deps, conn, kind: str, party: str, purpose: str, agreements: tuple[str, ...],
@@ -102,7 +122,7 @@ def result_json(result: QueryResult, plan: Plan) -> dict[str, Any]:
     return {"columns": result.columns, "rows": [[plain(v) for v in row] for row in result.rows],
             "suppressed_groups": result.suppressed_groups, "governed": plan.governed,
             "min_group_size": plan.min_group_size, "agreements": list(plan.agreements),
-            "elapsed_ms": round(result.elapsed_ms, 1)}
+            "elapsed_ms": round(result.elapsed_ms, 1), **({"dp": result.dp} if result.dp else {})}
 
 
 def plain(value: Any) -> Any:

@@ -336,7 +336,9 @@ def request_erasure(deps: Deps, individual: str, controller: str, reason: str = 
                     "columns": version.schema.to_dict()["columns"], "reason": "erasure", "request": request_id, "at": now})
                 made.append({"dataset": version.key, "version": record.version, "rows_removed": version.rows - record.rows,
                              "previous_file": version.path})
-            details = {"reason": reason[:2000], "versions": made}
+            # Survey answers are kept to write each next version whole: they go too (services/conversations.py).
+            surveys = deps.store.delete_answers(conn, controller_party.id, subject)
+            details = {"reason": reason[:2000], "versions": made, "survey_answers": len(surveys)}
             deps.store.insert_request(conn, request_id, "erasure", party.id, controller_party.id, subject, details,
                                       "done", now)
             deps.store.answer_request(conn, request_id, "done", "erased automatically", now)

@@ -15,7 +15,7 @@ from starlette.responses import RedirectResponse, Response
 
 from ..domain.errors import CommongroundError, NotFound, Refused, Unauthenticated
 from ..services.deps import Deps
-from . import agreements, auth, datasets, individuals, offers, queries, reports, requests
+from . import agreements, auth, conversations, datasets, individuals, market, offers, queries, reports, requests
 from .context import STATIC, Web, make_templates
 from .roles import organisations
 from .security import add_security_headers
@@ -29,9 +29,9 @@ def create_web(deps: Deps, sessions: SessionStore | None = None) -> FastAPI:
     app = FastAPI(title="Commonground web", docs_url=None, redoc_url=None, openapi_url=None)
     app.middleware("http")(add_security_headers)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
-    for module in (auth, reports, individuals, offers, requests):  # each page checks whom it is for
+    for module in (auth, reports, individuals, offers, requests, conversations):  # each page checks whom it is for
         app.include_router(module.router(web))
-    for module in (datasets, agreements, queries):  # organisations' pages: an individual gets the 404 page
+    for module in (datasets, agreements, queries, market):  # organisations' pages: an individual gets the 404 page
         app.include_router(module.router(web), dependencies=[Depends(organisations(web))])
 
     def error_page(request: Request, status: int, title: str, message: str = "",

@@ -46,6 +46,7 @@ def upgrade() -> None:
         sa.Column("listing_json", sa.Text(), nullable=False),
         sa.Column("visibility", sa.String(length=8), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("valid_until", sa.DateTime(timezone=True), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["owner_id"], ["parties.id"]),
         sa.PrimaryKeyConstraint("id"),

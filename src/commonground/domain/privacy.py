@@ -1,0 +1,102 @@
+"""Privacy terms of an agreement beyond the group threshold: which quasi-identifying columns may
+be compared with values, and the differential-privacy budget.
+
+Pure: parsed from the agreement's `access` mapping; no clock, no randomness here (noise is
+added by an adapter with OpenDP, seeded from what the service passes in).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .errors import BadInput
+
+PRIVACY_KEYS = frozenset({"filterable", "epsilon", "delta", "epsilon_per_query",
+                          "max_groups_per_subject", "bounds"})
+DP_KEYS = frozenset({"epsilon", "delta", "epsilon_per_query", "max_groups_per_subject", "bounds"})
+MAX_EPSILON = 20.0  # AWS Clean Rooms' ceiling; more is not privacy
+
+
+@dataclass(frozen=True)
+class DpTerms:
+    """Access mode dp: a total budget per recipient (never refreshed), the most one query may
+    spend, how many groups one privacy unit may add to, and clamping bounds per summed column."""
+
+    epsilon: float
+    delta: float
+    epsilon_per_query: float
+    max_groups_per_subject: int = 1
+    bounds: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"epsilon": self.epsilon, "delta": self.delta,
+                               "epsilon_per_query": self.epsilon_per_query,
+                               "max_groups_per_subject": self.max_groups_per_subject}
+        if self.bounds:
+            out["bounds"] = {c: [lo, hi] for c, (lo, hi) in self.bounds.items()}
+        return out
+
+
+@dataclass(frozen=True)
+class PrivacyTerms:
+    """`filterable`: quasi-identifying columns the provider lets the recipient compare with values
+    (AWS Clean Rooms' allow-list); `dp`: access mode dp's budget and bounds."""
+
+    filterable: tuple[str, ...] = ()
+    dp: DpTerms | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.filterable:
+            out["filterable"] = list(self.filterable)
+        if self.dp is not None:
+            out.update(self.dp.to_dict())
+        return out
+
+
+def parse_privacy_terms(access: Mapping[str, Any], dp_mode: bool) -> PrivacyTerms:
+    """The privacy keys of an agreement's `access` mapping (docs/privacy.md)."""
+    filterable = access.get("filterable", [])
+    if isinstance(filterable, str):
+        filterable = [filterable]
+    if not isinstance(filterable, list) or not all(isinstance(c, str) and c for c in filterable):
+        raise BadInput("agreement: access.filterable must be a list of field names")
+    given = set(access) & DP_KEYS
+    if given and not dp_mode:
+        raise BadInput(f"agreement: {', '.join(sorted(given))} belong to access mode dp")
+    return PrivacyTerms(tuple(filterable), _dp_terms(access) if dp_mode else None)
+
+
+def _dp_terms(access: Mapping[str, Any]) -> DpTerms:
+    epsilon = _number(access, "epsilon", None)
+    if not 0 < epsilon <= MAX_EPSILON:
+        raise BadInput(f"agreement: access.epsilon must be in (0, {MAX_EPSILON:g}], got {epsilon:g}")
+    per_query = _number(access, "epsilon_per_query", min(1.0, epsilon))
+    if not 0 < per_query <= epsilon:
+        raise BadInput("agreement: access.epsilon_per_query must be > 0 and at most access.epsilon")
+    delta = _number(access, "delta", 1e-7)
+    if not 0 < delta < 1e-3:
+        raise BadInput("agreement: access.delta must be in (0, 0.001): partition selection needs a small delta > 0")
+    groups = access.get("max_groups_per_subject", 1)
+    if not isinstance(groups, int) or isinstance(groups, bool) or not 1 <= groups <= 100:
+        raise BadInput("agreement: access.max_groups_per_subject must be an integer between 1 and 100")
+    raw_bounds = access.get("bounds", {})
+    if not isinstance(raw_bounds, dict):
+        raise BadInput("agreement: access.bounds must map a numeric field to [lower, upper]")
+    bounds = {}
+    for column, pair in raw_bounds.items():
+        if (not isinstance(pair, list) or len(pair) != 2
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair) or pair[0] >= pair[1]):
+            raise BadInput(f"agreement: access.bounds.{column} must be [lower, upper] with lower < upper")
+        bounds[str(column)] = (float(pair[0]), float(pair[1]))
+    return DpTerms(epsilon, delta, per_query, groups, bounds)
+
+
+def _number(access: Mapping[str, Any], key: str, default: float | None) -> float:
+    value = access.get(key, default)
+    if value is None:
+        raise BadInput(f"agreement: access mode dp needs access.{key}")
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise BadInput(f"agreement: access.{key} must be a number, got {value!r}")
+    return float(value)

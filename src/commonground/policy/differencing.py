@@ -1,0 +1,154 @@
+"""Differencing defence: no released group may differ from another released one (earlier, or in
+the same query) by the rows of fewer than k people.
+
+Two allowed aggregates whose groups differ by one person reveal that person (a total minus a
+total without them; a group and its complement; the same filter with and without an outlier).
+So the engine computes, per released group, a compact sketch of the multiset of privacy units
+behind its rows, and the service keeps them per (agreement, recipient). Pure here: the query
+that feeds the sketch, the sketch algebra and the decision.
+
+The sketch: each row's privacy unit is hashed (keyed, 32 bits) to x; its cell is x mod CELLS;
+each cell holds (rows, sum of x, sum of x^2), sums modulo 2^64. Sketches add and subtract
+cell by cell. In the difference of two sketches a cell that differs only by the rows of one
+person p is *pure*: (c, c*x_p, c*x_p^2) for c = p's row-count difference, which can be
+checked exactly; any other non-zero cell holds at least two people. So
+`people_apart(a, b)` = pure cells + 2 x impure cells is a lower bound on the number of people
+whose rows differ, exact unless three or more such people share a cell (rare for k << CELLS;
+then it errs towards refusing). Identical multisets (a repeated query) give 0 and pass.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+import struct
+from dataclasses import dataclass
+from typing import Sequence
+
+from sqlglot import exp
+
+from .analysis import DIALECT
+
+CELLS = 64
+_MOD = 1 << 64
+_HALF = 1 << 63
+_FORMAT = f"<B{CELLS}q{CELLS}Q{CELLS}Q"
+DUCKDB_HASH, SPARK_XXHASH64 = 0, 1  # sketch schemes
+UNIT = "__cg_unit"
+KEY = "__cg_key_"
+
+
+@dataclass(frozen=True)
+class Sketch:
+    rows: tuple[int, ...]
+    sums: tuple[int, ...]  # modulo 2^64
+    squares: tuple[int, ...]  # modulo 2^64
+    # Which engine's keyed hash made x: sketches of different schemes cannot be compared.
+    scheme: int = 0
+
+    @classmethod
+    def from_cells(cls, cells: Sequence[tuple[int, int, int, int]], scheme: int = 0) -> Sketch:
+        """From (cell, rows, sum x, sum x^2) as the engine aggregates them."""
+        rows, sums, squares = [0] * CELLS, [0] * CELLS, [0] * CELLS
+        for cell, count, total, square in cells:
+            rows[cell] += int(count)
+            sums[cell] = (sums[cell] + int(total)) % _MOD
+            squares[cell] = (squares[cell] + int(square)) % _MOD
+        return cls(tuple(rows), tuple(sums), tuple(squares), scheme)
+
+    def __add__(self, other: Sketch) -> Sketch:
+        return Sketch(tuple(a + b for a, b in zip(self.rows, other.rows)),
+                      tuple((a + b) % _MOD for a, b in zip(self.sums, other.sums)),
+                      tuple((a + b) % _MOD for a, b in zip(self.squares, other.squares)), self.scheme)
+
+    def to_bytes(self) -> bytes:
+        return struct.pack(_FORMAT, self.scheme, *self.rows, *self.sums, *self.squares)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Sketch:
+        values = struct.unpack(_FORMAT, data)
+        return cls(values[1:CELLS + 1], values[CELLS + 1:2 * CELLS + 1], values[2 * CELLS + 1:], values[0])
+
+
+def people_apart(a: Sketch, b: Sketch, enough: int) -> int:
+    """A lower bound on how many people's rows differ between a and b; stops counting at `enough`."""
+    if a.rows == b.rows and a.sums == b.sums and a.squares == b.squares:
+        return 0  # the common repeated query: tuple equality runs in C, the loop below does not
+    found = 0
+    for i in range(CELLS):
+        rows = a.rows[i] - b.rows[i]
+        total = (a.sums[i] - b.sums[i]) % _MOD
+        square = (a.squares[i] - b.squares[i]) % _MOD
+        if rows == 0 and total == 0 and square == 0:
+            continue
+        found += 1 if _one_person(rows, total, square) else 2
+        if found >= enough:
+            return found
+    return found
+
+
+def _one_person(rows: int, total: int, square: int) -> bool:
+    """Whether (rows, total, square) is c rows of one person x: (c, c*x, c*x^2) with x < 2^32."""
+    if rows == 0:
+        return False
+    signed = total - _MOD if total >= _HALF else total
+    if signed % rows:
+        return False
+    x = signed // rows
+    return 0 <= x < (1 << 32) and (rows * x * x) % _MOD == square
+
+
+@dataclass(frozen=True)
+class Released:
+    """A released group's sketch, and where it was released (for the refusal's reason)."""
+
+    sketch: Sketch
+    where: str  # "this query" or "your query at ledger entry N"
+
+
+def differencing_reasons(new: Sequence[Released], earlier: Sequence[Released], k: int) -> list[str]:
+    """Why releasing `new` would let groups be subtracted to fewer than k people, if it would.
+    Compares every new group with every earlier one and with the other new ones. The reason
+    does not say by how many people, or which group: that would be a release of its own."""
+    for i, group in enumerate(new):
+        for other in [*new[i + 1:], *earlier]:
+            if other.sketch.scheme != group.sketch.scheme:
+                continue  # another engine's hashes: not comparable (docs/privacy.md)
+            apart = people_apart(group.sketch, other.sketch, k)
+            if 0 < apart < k:
+                return [f"differencing: a group of this result differs from a group released by {other.where} "
+                        f"by the rows of fewer than {k} people, so subtracting one from the other would reveal "
+                        "them; the whole query is refused. Widen the filter or drop the condition that "
+                        "removes so few people"]
+    return []
+
+
+def released_groups(blocks: Sequence[Sequence[Sketch]]) -> list[Released]:
+    """Each released group of a result (`blocks`: per output block), and each block's released
+    groups together: a GROUP BY's groups partition its rows, so their sum is released too (a
+    total beside them would reveal the suppressed groups by subtraction)."""
+    released = [Released(s, "this query") for block in blocks for s in block]
+    released += [Released(functools.reduce(operator.add, block), "this query") for block in blocks if len(block) > 1]
+    return released
+
+
+def sketch_query(select: exp.Select, unit: exp.Expression) -> tuple[str, int]:
+    """The rows behind each group of an output SELECT: its GROUP BY keys and each row's privacy
+    unit, before aggregation (and before HAVING, which the group table applies). Returns the
+    SQL and the number of keys; the engine joins it to the released groups on the keys."""
+    rows = select.copy()
+    group = rows.args.get("group")
+    keys = [k.copy() for k in group.expressions] if group else []
+    for arg in ("group", "having", "order", "limit", "offset", "distinct", "qualify"):
+        rows.set(arg, None)
+    rows.set("expressions", [exp.alias_(k, f"{KEY}{i}", quoted=True, copy=False) for i, k in enumerate(keys)]
+             + [exp.alias_(unit.copy(), UNIT, quoted=True, copy=False)])
+    return rows.sql(DIALECT, copy=False), len(keys)
+
+
+def group_keys(select: exp.Select) -> list[exp.Expression]:
+    """The hidden key columns the group table carries, so released groups can be joined to
+    the rows behind them."""
+    group = select.args.get("group")
+    return [exp.alias_(k.copy(), f"{KEY}{i}", quoted=True, copy=False)
+            for i, k in enumerate(group.expressions if group else [])]

@@ -1,0 +1,78 @@
+"""Privacy checks that need the store: the differencing history of released groups, and the
+differential-privacy budget. Each runs inside the caller's write transaction (which holds the
+ledger lock), so checking and recording cannot race another query of the same recipient."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..domain.errors import BadInput
+from ..policy.context import Plan
+from ..policy.differencing import Released, Sketch, differencing_reasons, released_groups
+from ..ports import QueryResult
+from .agreements import show
+from .deps import Deps
+
+NO_SKETCHES = ("differencing: this query engine does not compute the sketches the differencing check needs, "
+               "so results over others' data cannot be released on it; run it on the DuckDB engine")
+
+
+def differencing_refusal(deps: Deps, conn: Any, party: str, plan: Plan, result: QueryResult) -> list[str]:
+    """Why releasing this result would let a recipient subtract groups down to fewer than k
+    people, given every group released to it under the same agreements; [] when it would not."""
+    if not plan.groups:
+        return []
+    if result.sketches is None:
+        return [NO_SKETCHES]
+    earlier = [Released(Sketch.from_bytes(data), f"your query at ledger entry {index}")
+               for index, data in deps.store.released_sketches(conn, plan.agreements, party)]
+    return differencing_reasons(released_groups(result.sketches), earlier, plan.min_group_size)
+
+
+def remember_release(deps: Deps, conn: Any, party: str, plan: Plan, result: QueryResult, ledger_index: int) -> None:
+    if plan.groups and result.sketches is not None:
+        deps.store.insert_released_sketches(conn, plan.agreements, party,
+                                            [r.sketch.to_bytes() for r in released_groups(result.sketches)], ledger_index, deps.now())
+
+
+def budget(deps: Deps, party: str, agreement_id: str) -> dict[str, Any]:
+    """A dp agreement's budget as its recipient (or provider) sees it."""
+    state = show(deps, party, agreement_id)
+    dp = state.terms.privacy.dp
+    if dp is None:
+        raise BadInput(f"agreement {agreement_id} is not a dp agreement (access mode {state.terms.mode.value}); "
+                       "it has no privacy budget")
+    with deps.store.read() as conn:
+        recipients = state.terms.recipients if party == state.terms.provider else (party,)
+        spent = {r: deps.store.privacy_spent(conn, agreement_id, r) for r in recipients}
+    return {"agreement": agreement_id, "epsilon": dp.epsilon, "delta": dp.delta,
+            "epsilon_per_query": dp.epsilon_per_query,
+            "recipients": {r: {"epsilon_spent": round(e, 6), "epsilon_left": round(dp.epsilon - e, 6),
+                               "delta_spent": d, "delta_left": dp.delta - d} for r, (e, d) in spent.items()}}
+
+
+def spend_budget(deps: Deps, party: str, purpose: str, plan: Plan) -> tuple[list[str], dict[str, float]]:
+    """Spend a dp query's epsilon and delta before it runs, atomically with its ledger entry, or
+    refuse it (recorded) if the recipient's budget under the agreement would be exceeded. No
+    refresh: the budget is the agreement's total for its whole life. A query that then fails
+    still spent its budget (a failure can depend on the data)."""
+    spend = plan.dp
+    now = deps.now()
+    with deps.store.transaction() as conn:
+        [state] = deps.store.agreements(conn, spend.agreement)
+        total = state.terms.privacy.dp
+        epsilon, delta = deps.store.privacy_spent(conn, spend.agreement, party)
+        if epsilon + spend.epsilon > total.epsilon + 1e-9 or delta + spend.delta > total.delta * (1 + 1e-9):
+            reasons = [f"budget: this query needs epsilon {spend.epsilon:g} (delta {spend.delta:g}) and your budget under "
+                       f"agreement {spend.agreement} has epsilon {max(total.epsilon - epsilon, 0):g} "
+                       f"(delta {max(total.delta - delta, 0):g}) left of {total.epsilon:g}; budgets are not refreshed"]
+            deps.store.append_entry(conn, {"event": "query", "party": party, "purpose": purpose, "allowed": False,
+                                           "reasons": reasons, "at": now})
+            return reasons, {}
+        index = deps.store.append_entry(conn, {
+            "event": "privacy_spend", "party": party, "purpose": purpose, "agreement": spend.agreement,
+            "epsilon": spend.epsilon, "delta": spend.delta,
+            "epsilon_left": round(total.epsilon - epsilon - spend.epsilon, 6), "at": now})
+        deps.store.insert_privacy_spend(conn, spend.agreement, party, spend.epsilon, spend.delta, index, now)
+    return [], {"epsilon_left": round(total.epsilon - epsilon - spend.epsilon, 6),
+                "delta_left": total.delta - delta - spend.delta, "budget_epsilon": total.epsilon}
