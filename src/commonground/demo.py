@@ -5,6 +5,9 @@ wants to hand over its list. Under the `syrup-insights` agreement the brand lear
 loyalty tiers spend at the retailer, by age band, without seeing a single row. Under
 `syrup-offers` it offers each syrup buyer a coupon computed from their own purchases; Alice,
 one of them, has claimed her data and can see the coupon and exactly why she got it.
+The retailer has declared what it may share its purchases for (every proposal is vetted
+against that), offers a basket-insights data product that a coffee roaster takes up at once,
+and asks its customers a question whose answers each person shares with whom they choose.
 """
 
 from __future__ import annotations
@@ -18,10 +21,13 @@ from typing import Any
 from . import bootstrap
 from .domain.errors import Conflict
 from .services import agreements as agreement_svc
+from .services import conversations as conversation_svc
 from .services import datasets as dataset_svc
+from .services import listings as listing_svc
 from .services import offers as offer_svc
 from .services import parties as party_svc
 from .services import queries as query_svc
+from .services import rights as rights_svc
 from .services import subjects as subject_svc
 from .services.deps import Deps
 
@@ -67,6 +73,24 @@ OFFER_AGREEMENT = {
 }
 OFFER_SQL = ("SELECT 'maple syrup, 20% off' AS coupon, COUNT(*) AS syrup_purchases, ROUND(SUM(spend), 2) AS syrup_spend "
              "FROM retailer.purchases WHERE product = 'maple syrup'")
+# What the retailer attests it may share its purchases for (docs/data-products.md).
+PURCHASES_RIGHTS = {"legal_basis": "contract", "purposes": ["analytics", OFFER_PURPOSE],
+                    "columns": {"email": {"purposes": []}}}
+LISTING = {
+    "name": "basket-insights", "title": "What sells, by store area and age band",
+    "description": "Aggregates over at least 10 shoppers; no rows, no ids.",
+    "datasets": {"retailer.purchases": {"fields": {
+        "customer_id": "hash", "store_zip": {"transform": "generalize", "keep": 3},
+        "age": {"transform": "bucket", "width": 10}, "product": "raw", "spend": "raw"}}},
+    "access": {"mode": "aggregate", "min_group_size": 10}, "purposes": ["analytics.reporting"],
+    "valid_until": "2027-06-30", "visibility": "all",
+}
+SURVEY = {
+    "name": "syrup_feedback", "title": "How do you like our maple syrup?", "purposes": ["analytics.reporting"],
+    "partners": ["brand"], "min_group_size": 5,
+    "questions": [{"id": "taste", "text": "How does it taste?", "type": "choice", "options": ["great", "fine", "not for me"]},
+                  {"id": "again", "text": "Would you buy it again?", "type": "yes_no"}],
+}
 TEMPLATE = """\
 name: ${name}
 provider: retailer
@@ -128,16 +152,18 @@ def build_demo(deps: Deps, reset: bool = False) -> dict[str, Any]:
     if existing:
         raise Conflict(f"the store already has parties {existing}; use `demo --reset` for a fresh demo store")
     files = _write_files(deps.home / "demo-input")
-    for name, kind in (("retailer", "organization"), ("brand", "organization"), ("alice", "individual")):
+    for name, kind in (("retailer", "organization"), ("brand", "organization"), ("roaster", "organization"),
+                       ("alice", "individual")):
         party_svc.add_party(deps, name, kind)
     dataset_svc.add_dataset(deps, "retailer", "customers", files["retailer_customers"], RETAILER_CUSTOMERS)
     dataset_svc.add_dataset(deps, "retailer", "purchases", files["purchases"], PURCHASES)
+    rights_svc.declare(deps, "retailer", "purchases", PURCHASES_RIGHTS, attested_by="the retailer's DPO")
     dataset_svc.add_dataset(deps, "brand", "customers", files["brand_customers"], BRAND_CUSTOMERS)
     proposed = agreement_svc.propose(deps, "retailer", AGREEMENT)
     active = agreement_svc.accept(deps, "brand", proposed.id)
     agreement_svc.add_template(deps, "retailer", "retail-aggregate", TEMPLATE)
     agreement_svc.accept(deps, "brand", agreement_svc.propose(deps, "retailer", OFFER_AGREEMENT).id)
-    tokens = {name: party_svc.create_token(deps, name)[1] for name in ("retailer", "brand", "alice")}
+    tokens = {name: party_svc.create_token(deps, name)[1] for name in ("retailer", "brand", "roaster", "alice")}
     result, plan = query_svc.run_query(deps, "brand", "analytics.reporting", DEMO_QUERY)
     data = query_svc.result_json(result, plan)
     # Alice is a syrup buyer: the retailer invites her, she claims her data, the brand makes offers.
@@ -145,9 +171,16 @@ def build_demo(deps: Deps, reset: bool = False) -> dict[str, Any]:
     subject_svc.claim(deps, "alice", code)
     batch = offer_svc.submit(deps, "brand", OFFER_PURPOSE, OFFER_SQL, "A coupon for your favourite syrup")
     (offer,) = offer_svc.inbox(deps, "alice")
+    # A data product on standard terms: the roaster's request for a purpose it grants is active at once.
+    listing = listing_svc.publish(deps, "retailer", LISTING)
+    taken = listing_svc.request(deps, "roaster", listing["id"], "analytics.reporting")
+    # A question to the retailer's customers; Alice lets the brand use her answer, in aggregate.
+    survey = conversation_svc.create_survey(deps, "retailer", SURVEY)
+    conversation_svc.answer(deps, "alice", survey["id"], {"taste": "great", "again": True},
+                            [("brand", "analytics.reporting"), ("retailer", "analytics.reporting")])
     lines = [
         f"Demo store at {deps.home}",
-        "  parties: retailer, brand (organisations), alice (individual)",
+        "  parties: retailer, brand, roaster (organisations), alice (individual)",
         "  datasets: retailer.customers, retailer.purchases, brand.customers",
         f"  agreement syrup-insights ({active.id}): {active.status.value}, join mode, k = 10",
         "",
@@ -163,6 +196,14 @@ def build_demo(deps: Deps, reset: bool = False) -> dict[str, Any]:
         f"  commonground offer show {offer['id']} --as alice",
         "  commonground subject receipts --as alice",
         "",
+        f"The retailer declared its rights on purchases (contract; analytics and {OFFER_PURPOSE}; never email)",
+        f"and lists basket-insights ({listing['id']}); the roaster took it up at once: agreement "
+        f"{taken['agreement_id']} is {taken['status']}.",
+        "  commonground listing list --as roaster",
+        "  commonground rights show --as retailer purchases",
+        f"Alice answered the retailer's survey {survey['id']} and shared her answer with the brand:",
+        "  commonground survey list --as alice",
+        "",
         "API tokens (shown once):",
         *[f"  {name}: {tok}" for name, tok in tokens.items()],
         "",
@@ -170,7 +211,8 @@ def build_demo(deps: Deps, reset: bool = False) -> dict[str, Any]:
         "\"SELECT product, COUNT(*) FROM retailer.purchases GROUP BY product\"",
     ]
     return {"summary": "\n".join(lines), "agreement": active.id, "tokens": tokens, "result": data,
-            "offers": batch, "alice_offer": offer["id"]}
+            "offers": batch, "alice_offer": offer["id"], "listing": listing["id"], "listing_request": taken,
+            "survey": survey["id"]}
 
 
 def _first_syrup_buyer(purchases: Path) -> str:

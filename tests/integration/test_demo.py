@@ -9,11 +9,18 @@ def test_demo_builds_and_answers(tmp_path, monkeypatch):
     _, report, _ = cli("demo", "--reset", "--json")
     assert report["result"]["governed"] and report["result"]["rows"]
     assert all(row[2] >= 10 for row in report["result"]["rows"])  # shoppers per group >= k
-    assert set(report["tokens"]) == {"retailer", "brand", "alice"}
+    assert set(report["tokens"]) == {"retailer", "brand", "roaster", "alice"}
     assert report["offers"]["offers"] >= 10
     _, why, _ = cli("offer", "show", report["alice_offer"], "--as", "alice", "--json")
     assert why["fields_used"] == ["product", "spend"] and why["your_values"]
     assert {v["product"] for v in why["your_values"]} == {"maple syrup"}
+    # The data product was taken up at once, under the retailer's declared rights.
+    assert report["listing_request"]["status"] == "active"
+    _, product, _ = cli("query", "--as", "roaster", "--purpose", "analytics.reporting", "--json",
+                        "SELECT product, COUNT(DISTINCT customer_id) AS people FROM retailer.purchases GROUP BY product")
+    assert len(product["rows"]) == 5 and product["agreements"] == [report["listing_request"]["agreement_id"]]
+    _, surveys, _ = cli("survey", "list", "--as", "alice", "--json")
+    assert [s["id"] for s in surveys] == [report["survey"]]
     _, again, out = cli("demo", "--json", expect=2)
     assert "demo --reset" in out
     _, verified, _ = cli("audit", "verify", "--json")
