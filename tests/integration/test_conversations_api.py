@@ -82,3 +82,23 @@ def test_results_need_a_query_token(parties):
     assert refused.value.status == 403
     query_token = Client(token=party_svc.create_token(deps, "shop", scope="query")[1], http=c["shop"].http)
     assert query_token.survey_results(survey["id"], AR)["answers"] == 0
+
+
+def test_answers_at_the_same_moment_all_land(parties):
+    """People answering at once: every answer is stored and the last published version holds them all."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from commonground.services import conversations as conversation_svc
+    from commonground.services import datasets as dataset_svc
+    deps, c = parties
+    survey = c["shop"].create_survey(SURVEY)
+
+    def answer(n: int) -> None:
+        conversation_svc.answer(deps, f"person{n}", survey["id"], {"on_time": True, "minutes_late": n},
+                                [("shop", AR)])
+
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        list(pool.map(answer, range(5)))
+    assert c["shop"].survey_results(survey["id"], AR)["answers"] == 5
+    latest, _ = dataset_svc.show_dataset(deps, "shop", "delivery")
+    assert latest.rows == 5  # the answers' newest version holds everyone's
