@@ -25,11 +25,11 @@ test: install
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
-## The whole suite again with every store on PostgreSQL (a fresh database per test; CI runs it
-## after `make test`). Tests that build no store run again too: cheap, and nothing is left out.
+## The store-building suites again with every store on PostgreSQL (a fresh database per test;
+## CI runs it after `make test`). tests/unit builds no store (the pure core), so it is not rerun.
 PG_TEST_URL ?= postgresql://127.0.0.1:5432/test
 test-postgres: install
-	COMMONGROUND_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest
+	COMMONGROUND_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest tests/integration tests/browser
 
 ## Long benchmarks, outside the test run (figures in docs/benchmarks.md)
 bench: install
