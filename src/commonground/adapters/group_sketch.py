@@ -21,7 +21,7 @@ from ..policy.differencing import CELLS, KEY, UNIT, Sketch
 def sketch_key(salt: bytes) -> int:
     """The 64-bit key the unit hash is keyed with. DuckDB's `hash(u, key)` combines hash(u) with
     hash(key), a 64-bit value, so a longer key (the agreement's 32 bytes as text, as before) adds
-    no strength, while hashing a text key on every row cost ~0.1 s per 10M rows."""
+    no strength, while hashing a text key on every row cost ~4% of a query (docs/benchmarks.md)."""
     return int.from_bytes(hashlib.blake2b(salt, digest_size=8, person=b"cg-sketch").digest(), "little")
 
 

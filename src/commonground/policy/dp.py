@@ -138,7 +138,7 @@ def _bounded_sql(rows_sql: str, plan: DpPlan) -> str:
     by = f"{dims}, " if dims else ""
     unit = f'"{PRIVACY_UNIT}"'
     # Only people in more than m groups need a random choice: ranking every person (a window
-    # sorted by a random number over all of them) was ~15% of a dp query (docs/privacy.md).
+    # sorted by a random number over all of them) was ~30% of a dp query (docs/privacy.md).
     # A person in at most m groups keeps all of them, which is what the ranking gave them too.
     return (f"WITH __cg_rows AS ({rows_sql}), "
             f"__cg_units AS MATERIALIZED (SELECT {by}{unit}{clamped}, random() AS __cg_r FROM __cg_rows "
