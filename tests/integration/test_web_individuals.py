@@ -141,25 +141,33 @@ def test_my_data_page_and_json_download(store):
     export = json.loads(download.text)
     assert export["party"] == "alice" and {d["dataset"] for d in export["data"]} >= {"retailer.purchases"}
     subject = export["links"][0]["subject"]
-    assert all(row["customer_id"] == subject for d in export["data"] for row in d["rows"])
+    # Her purchases, and her survey answer (its subject column is the respondent): only her rows.
+    assert {d["dataset"] for d in export["data"]} >= {"retailer.syrup_feedback"}
+    assert all(subject in (row.get("customer_id"), row.get("respondent")) for d in export["data"] for row in d["rows"])
+
+
+def _purchases_consent(deps, party: str) -> dict[str, Any]:
+    """The party's consent on retailer.purchases (the demo's survey answers have consents of their own)."""
+    (found,) = [c for c in subject_svc.consents(deps, party) if c["dataset"] == "retailer.purchases"]
+    return found
 
 
 def test_consent_toggle_changes_the_consent_record(store):
     deps = store["deps"]
     c, csrf = signed_in(store, "alice")
-    (before,) = subject_svc.consents(deps, "alice")
+    before = _purchases_consent(deps, "alice")
     assert before["in_use"] and before["status"] is None
     page = c.get("/web/me/consents")
     assert "Withdraw" in page.text and "opt-out" in page.text
     row = {"csrf_token": csrf, "dataset": before["dataset"], "purpose": before["purpose"]}
     response = c.post("/web/me/consents", data={**row, "status": "withdrawn"}, follow_redirects=False)
     assert response.status_code == 303
-    (after,) = subject_svc.consents(deps, "alice")
+    after = _purchases_consent(deps, "alice")
     assert after["status"] == "withdrawn" and not after["in_use"] and after["source"] == "subject"
     page = c.get(response.headers["location"])
     assert "Consent withdrawn" in page.text and ">Allow<" in page.text
     c.post("/web/me/consents", data={**row, "status": "granted"}, follow_redirects=False)
-    (again,) = subject_svc.consents(deps, "alice")
+    again = _purchases_consent(deps, "alice")
     assert again["status"] == "granted" and again["in_use"]
     wrong = c.post("/web/me/consents", data={**row, "dataset": "brand.customers", "status": "withdrawn"})
     assert wrong.status_code == 404  # a dataset not holding your rows is not yours
