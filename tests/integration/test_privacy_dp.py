@@ -62,7 +62,8 @@ def test_noisy_groups_with_error_bars_and_the_budget_left(dp_store):
 def test_the_budget_runs_out_and_is_not_refreshed(dp_store):
     cli, agreement_id = dp_store
     _query(cli, "SELECT COUNT(*) AS n FROM retailer.purchases")
-    _query(cli, "SELECT AVG(spend) AS mean FROM retailer.purchases")
+    _, _, text = cli("query", "--as", "brand", "--purpose", PURPOSE, "SELECT AVG(spend) AS mean FROM retailer.purchases")
+    assert "differentially private: epsilon 1 spent, 0 of 2 left; 95% interval" in text  # what a person reads
     refused = _query(cli, "SELECT COUNT(*) AS n FROM retailer.purchases", expect=3)
     assert refused["reasons"][0].startswith("budget:") and "not refreshed" in refused["reasons"][0]
     budget = cli("agreement", "budget", "--as", "retailer", agreement_id, "--json")[1]

@@ -323,7 +323,12 @@ def query(sql: str, party: str = AsOpt, purpose: str = typer.Option(..., "--purp
 
     def human() -> None:
         table("result", data["columns"], data["rows"])
-        if plan.governed:
+        if "dp" in data:  # noisy answers: say how noisy, and what the query cost
+            dp = data["dp"]
+            bars = ", ".join(f"{c} ± {w:g}" for c, w in dp["ci95_half_width"].items())
+            out.print(f"differentially private: epsilon {dp['epsilon_spent']:g} spent, {dp['epsilon_left']:g} of "
+                      f"{dp['budget_epsilon']:g} left; 95% interval {bars}", markup=False)
+        elif plan.governed:
             out.print(f"k = {plan.min_group_size}; groups suppressed below k: {result.suppressed_groups}")
     emit(data, json_out, human)
 
