@@ -33,28 +33,10 @@ from commonground.domain.errors import BadInput, NotFound, Refused  # noqa: E402
 from commonground.policy.context import Plan, RelationView  # noqa: E402
 from commonground.policy.governor import govern  # noqa: E402
 from commonground.ports import ConsentGate, ConsentSnapshot  # noqa: E402
+from tests.governor_context import build_context  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "governor"
 CONTEXT = yaml.safe_load((FIXTURES / "context.yaml").read_text())
-
-
-def _build_context(name: str):
-    """As tests/unit/conftest.py builds it (that conftest cannot be imported from here: both are `conftest`)."""
-    from commonground.domain.agreements import AgreementState, AgreementStatus, parse_agreement
-    from commonground.domain.schema import parse_schema
-    from commonground.policy.context import QueryContext, TableInfo
-    party, purpose = CONTEXT["contexts"][name]["party"], CONTEXT["contexts"][name]["purpose"]
-    agreements = tuple(
-        AgreementState(a["id"], 1, terms, AgreementStatus.ACTIVE, frozenset(terms.parties), a["hash_key"].encode())
-        for a in CONTEXT["agreements"] for terms in [parse_agreement(a["terms"])] if party in terms.recipients
-    )
-    granted = {g.dataset for a in agreements for g in a.terms.datasets}
-    tables = {}
-    for key, d in CONTEXT["datasets"].items():
-        owner, table = key.split(".")
-        if owner == party or key in granted:
-            tables[key] = TableInfo(owner, table, parse_schema(d["schema"]), d["rows"], d["max_rows_per_subject"])
-    return QueryContext(party, purpose, tables, agreements)
 
 
 def _cases() -> list:
@@ -169,7 +151,7 @@ def _run_both(engines, plan: Plan, sources, consent=None):
 
 @pytest.mark.parametrize("case", _cases())
 def test_fixture_case_gives_the_same_result_on_both_engines(case, engines, sources):
-    plan = govern(case["sql"], _build_context(case["context"]))
+    plan = govern(case["sql"], build_context(case["context"], CONTEXT))
     on_duckdb, on_spark = _run_both(engines, plan, sources)
     assert on_duckdb.rows, "the data should give every case some rows"
     if plan.governed:
@@ -188,7 +170,7 @@ def test_refused_fixture_cases_never_reach_an_engine():
         for case in yaml.safe_load(path.read_text()):
             if case.get("not_found") or case.get("bad_input") or "refused" in case:
                 with pytest.raises((NotFound, BadInput, Refused)):
-                    govern(case["sql"], _build_context(case["context"]))
+                    govern(case["sql"], build_context(case["context"], CONTEXT))
                 refused += 1
     assert refused > 0
 
@@ -217,7 +199,7 @@ def test_keyed_hash_gives_the_same_pseudonyms_on_both_engines(key, engines, tmp_
 def test_two_agreements_keep_the_hash_and_both_engines_agree(engines, sources):
     """With two agreements in one query the keyed hash is not elided: the views call it, and the
     distinct pseudonyms counted come out the same on both engines."""
-    ctx = _build_context("brand")
+    ctx = build_context("brand", CONTEXT)
     ag1, ag2 = ctx.agreements
     ag2 = replace(ag2, terms=replace(ag2.terms, purposes=ag2.terms.purposes + ("analytics.reporting",)))
     plan = govern("select product, count(distinct customer_id) from retailer.purchases group by 1 union all "
@@ -233,7 +215,7 @@ def test_two_agreements_keep_the_hash_and_both_engines_agree(engines, sources):
 # -- the consent gate ----------------------------------------------------------------------
 
 def _consent_plan(mode: str, sql: str) -> Plan:
-    ctx = _build_context("brand")
+    ctx = build_context("brand", CONTEXT)
     table = ctx.tables["retailer.purchases"]
     ctx = replace(ctx, tables={**ctx.tables, "retailer.purchases": replace(table, consent=mode)})
     return govern(sql, ctx)

@@ -21,21 +21,7 @@ from commonground.domain.agreements import check_against, parse_agreement
 from commonground.domain.errors import BadInput, Refused
 from commonground.domain.schema import (FINGERPRINT_PATTERN, SEALED_PATTERN, Seal, parse_schema)
 from commonground.policy.governor import govern
-
-
-
-def build_context(name: str, doc: dict):
-    """As tests/unit/conftest.py builds the governor fixtures' contexts, over this file's catalog."""
-    from commonground.domain.agreements import AgreementState, AgreementStatus
-    from commonground.policy.context import QueryContext, TableInfo
-    party, purpose = doc["contexts"][name]["party"], doc["contexts"][name]["purpose"]
-    agreements = tuple(
-        AgreementState(a["id"], 1, terms, AgreementStatus.ACTIVE, frozenset(terms.parties), a["hash_key"].encode())
-        for a in doc["agreements"] for terms in [parse_agreement(a["terms"])] if party in terms.recipients)
-    granted = {g.dataset for a in agreements for g in a.terms.datasets}
-    tables = {key: TableInfo(*key.split("."), parse_schema(d["schema"]), d["rows"], d["max_rows_per_subject"])
-              for key, d in doc["datasets"].items() if key.split(".")[0] == party or key in granted}
-    return QueryContext(party, purpose, tables, agreements)
+from tests.governor_context import build_context
 
 SECRET = b"an-example-collaboration-secret-of-32+bytes"
 SCHEMA = {

@@ -15,16 +15,20 @@ from typing import Callable
 from ..domain.errors import Throttled
 from ..domain.records import TokenScope
 
-_COMPUTE = {("POST", "/v1/query"), ("POST", "/v1/offers"), ("POST", "/v1/exports")}
+# Calls that compute on others' data need `query`, reads among them too (a survey's results
+# run governed aggregates); `{id}` stands for one path segment.
+_COMPUTE = {("POST", "/v1/query"), ("POST", "/v1/offers"), ("POST", "/v1/exports"),
+            ("POST", "/v1/code/{id}/run"), ("GET", "/v1/surveys/{id}/results")}
 
 
 def _computes(method: str, path: str) -> bool:
-    """Reads that run governed queries (a survey's results) need `query`, like a query does; so does
-    running a submitted analysis on others' data (`POST /v1/code/{id}/run`)."""
-    parts = path.split("/")
-    if method == "POST" and len(parts) == 5 and parts[1:3] == ["v1", "code"] and parts[4] == "run":
-        return True
-    return method == "GET" and len(parts) == 5 and parts[1:3] == ["v1", "surveys"] and parts[4] == "results"
+    parts = path.rstrip("/").split("/")
+    for allowed, template in _COMPUTE:
+        pattern = template.split("/")
+        if allowed == method and len(pattern) == len(parts) and all(
+                t == "{id}" or t == p for t, p in zip(pattern, parts)):
+            return True
+    return False
 
 
 # Every API answer is private to its caller and is data, never a page to render or frame.
@@ -40,12 +44,10 @@ DOCS_PATHS = ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect")
 
 
 def required_scope(method: str, path: str) -> TokenScope:
-    if _computes(method, path.rstrip("/")):
+    if _computes(method, path):
         return TokenScope.QUERY
     if method in ("GET", "HEAD", "OPTIONS"):
         return TokenScope.READ
-    if (method, path.rstrip("/")) in _COMPUTE:
-        return TokenScope.QUERY
     return TokenScope.ADMIN
 
 
