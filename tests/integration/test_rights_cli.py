@@ -24,6 +24,9 @@ def test_rights_through_the_cli(cli, tmp_path):
     data, schema = write_purchases(tmp_path / "in")
     cli("dataset", "add", "--as", "retailer", "purchases", data, "--schema", schema)
     accepted = cli("agreement", "propose", "--as", "retailer", write_yaml(tmp_path / "a.yaml", agreement()), "--json")[1]
+    assert accepted["unvetted"] == ["retailer.purchases"]  # no rights declared yet: told, not refused
+    assert "warning: retailer.purchases declares no rights" in cli(
+        "agreement", "propose", "--as", "retailer", write_yaml(tmp_path / "b.yaml", {**agreement(), "name": "other"}))[2]
     cli("agreement", "accept", "--as", "brand", accepted["id"])
 
     rights = write_yaml(tmp_path / "rights.yaml", {"legal_basis": "legitimate_interests", "purposes": ["analytics"],
@@ -44,26 +47,30 @@ def test_rights_through_the_cli(cli, tmp_path):
                            "--set", "purpose=marketing.advertising", "--json", expect=3)
     assert refused == {"error": "refused", "reasons": [
         "rights: retailer.purchases (rights v1): purpose marketing.advertising is outside the declared rights (analytics)"]}
-    cli("agreement", "propose", "--as", "retailer", "--template", "retail", "--set", "name=reports",
-        "--set", "purpose=analytics.reporting")
+    _, vetted, _ = cli("agreement", "propose", "--as", "retailer", "--template", "retail", "--set", "name=reports",
+                       "--set", "purpose=analytics.reporting", "--json")
+    assert vetted["unvetted"] == []
 
     # narrowing to a basis and purposes that leave the accepted agreement's segment field out suspends it
     narrowed = write_yaml(tmp_path / "narrow.yaml", {"legal_basis": "legitimate_interests", "purposes": ["analytics"],
                                                      "columns": {"segment": {"purposes": []}}})
     _, made, _ = cli("rights", "declare", "--as", "retailer", "purchases", narrowed, "--json")
-    assert sorted(s["name"] for s in made["suspended"]) == ["reports", "syrup-insights"]
+    assert sorted(s["name"] for s in made["suspended"]) == ["other", "reports", "syrup-insights"]
     assert all("field segment may not be shared for analytics.reporting" in s["gaps"][0] for s in made["suspended"])
     _, shown, _ = cli("agreement", "show", "--as", "brand", accepted["id"], "--json")
     assert shown["status"] == "suspended"
     cli("agreement", "accept", "--as", "brand", next(s["agreement"] for s in made["suspended"] if s["name"] == "reports"),
         expect=2)  # a suspended proposal can no longer be signed
+    _, ended, _ = cli("agreement", "revoke", "--as", "brand", accepted["id"], "--json")  # ended on the record
+    assert ended["status"] == "revoked"
+    cli("agreement", "revoke", "--as", "brand", accepted["id"], expect=2)
     _, notices, _ = cli("notices", "--as", "brand", "--json")
     assert {n["subject"] for n in notices} == {s["agreement"] for s in made["suspended"]}
     _, history, _ = cli("rights", "show", "--as", "retailer", "purchases", "--json")
     assert [h["version"] for h in history] == [1, 2]
     cli("rights", "show", "--as", "brand", "retailer.purchases", expect=4)  # nothing in force for brand any more
     _, log, _ = cli("audit", "log", "--limit", "500", "--json")
-    assert [e["event"] for e in log].count("agreement.suspended") == 2
+    assert [e["event"] for e in log].count("agreement.suspended") == 3
     cli("audit", "verify")
 
 

@@ -172,7 +172,7 @@ def create_app(deps: Deps, throttle: SignInThrottle | None = None, head_interval
             state = agreement_svc.propose(deps, party.name, agreement_svc.load_yaml(body.yaml, "agreement"))
         else:
             raise BadInput("give document, yaml or template")
-        return agreement_svc.agreement_summary(state, deps.now())
+        return agreement_svc.proposal_summary(deps, state)
 
     @app.get("/v1/agreements/{agreement_id}/budget")
     def agreement_budget(agreement_id: str, party: Party = Depends(caller)) -> dict[str, Any]:

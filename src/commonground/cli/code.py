@@ -77,10 +77,22 @@ def code_reject(submission: str, party: str = AsOpt, reason: str = ReasonOpt, js
     _show(code_svc.decide(_deps(), party, submission, False, reason), json_out)
 
 
+# A run is recorded whatever its outcome, so it is always shown; the exit code says whether a
+# result is on its way: 0 held or released, 3 refused by the disclosure checks, 1 failed in the
+# sandbox. Scripts that chain `code run` and `code release` must not carry on after a failure.
+RUN_EXIT_CODES = {"failed": 1, "refused": 3}
+
+
 @command(code_app, "run")
 def code_run(submission: str, party: str = AsOpt, json_out: bool = JsonOpt) -> None:
-    """Run your approved analysis in the sandbox; its result is checked, then held for release."""
-    _show(code_svc.run(_deps(), party, submission), json_out)
+    """Run your approved analysis in the sandbox; its result is checked, then held for release.
+
+    Exits 0 when the result is held (or released), 3 when the disclosure checks refused it and 1
+    when the analysis failed in the sandbox; the run and its reasons are shown either way."""
+    ran = code_svc.run(_deps(), party, submission)
+    _show(ran, json_out)
+    if ran["status"] in RUN_EXIT_CODES:
+        raise typer.Exit(RUN_EXIT_CODES[ran["status"]])
 
 
 @command(code_app, "release")

@@ -24,7 +24,7 @@ from ..services import privacy as privacy_svc
 from ..services import reports as report_svc
 from ..services import vocabulary as vocabulary_svc
 from ..services.deps import Deps
-from .output import emit, fail, out, table
+from .output import emit, err, fail, out, table
 
 app = typer.Typer(help="Commonground: a neutral data-sharing escrow owned by neither party.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -240,7 +240,14 @@ def agreement_propose(file: Optional[Path] = typer.Argument(None, help="Agreemen
         state = agreement_svc.propose_from_template(deps, party, template, values)
     else:
         state = agreement_svc.propose(deps, party, _read_yaml(file, "agreement"))  # type: ignore[arg-type]
-    _agreement_out(deps, state, json_out, "proposed")
+    data = agreement_svc.proposal_summary(deps, state)
+
+    def human() -> None:
+        out.print(f"agreement {data['name']} v{data['version']} proposed: id {data['id']}, status {data['status']}")
+        for dataset in data["unvetted"]:
+            err.print(f"warning: {dataset} declares no rights, so these terms were not checked against a legal basis "
+                      "(declare them: commonground rights declare NAME --basis BASIS --purpose PURPOSE)", markup=False, highlight=False)
+    emit(data, json_out, human)
 
 
 @command(agreement_app, "accept")

@@ -51,6 +51,16 @@ def propose(deps: Deps, actor: str, doc: Any) -> AgreementState:
     return state
 
 
+def proposal_summary(deps: Deps, state: AgreementState) -> dict[str, Any]:
+    """The summary of a new proposal plus `unvetted`: its datasets that declare no rights, so
+    nothing checked the terms against a legal basis. Proposers are told, not refused (stores made
+    before rights existed keep working); the ledger records the same as `rights: null`."""
+    with deps.store.read() as conn:
+        declared = deps.store.current_rights(conn, [g.dataset for g in state.terms.datasets])
+    return {**agreement_summary(state, deps.now()),
+            "unvetted": [g.dataset for g in state.terms.datasets if g.dataset not in declared]}
+
+
 def check_terms(deps: Deps, conn, terms: AgreementTerms) -> dict[str, int | None]:
     """Everything terms must pass before anyone signs: known purposes and parties, the provider's
     catalog, and the datasets' declared rights; returns the rights version each dataset was vetted on."""
@@ -151,7 +161,10 @@ def revoke(deps: Deps, actor: str, agreement_id: str) -> AgreementState:
     with deps.store.transaction() as conn:
         require_party(deps, conn, actor)
         state = _visible(deps, conn, actor, agreement_id, for_update=True)
-        if state.effective_status(now) not in (AgreementStatus.ACTIVE, AgreementStatus.PROPOSED):
+        # A suspended agreement is revocable too: its parties end it on the record rather than
+        # leave it suspended for ever (suspension itself is never lifted).
+        if state.effective_status(now) not in (AgreementStatus.ACTIVE, AgreementStatus.PROPOSED,
+                                               AgreementStatus.SUSPENDED):
             raise Conflict(f"agreement {agreement_id} is {state.effective_status(now).value}; nothing to revoke")
         deps.store.set_agreement_status(conn, agreement_id, AgreementStatus.REVOKED, now, by=actor)
         deps.store.append_entry(conn, {"event": "agreement.revoked", "agreement": agreement_id, "party": actor, "at": now})
