@@ -156,7 +156,29 @@ def _own_plan(a: Analysis) -> Plan:
         columns=tuple(s.alias_or_name for s in a.tree.selects),
         sql=a.tree.sql(DIALECT),
         datasets=tuple(sorted(views)),
+        fields=_own_fields(a),
     )
+
+
+def _own_fields(a: Analysis) -> tuple[str, ...]:
+    """The owner's columns its query reads (`owner.dataset.column`), so the receipts of the people
+    in its rows say which of their data was used. Resolved on a qualified copy of the query; when it
+    cannot be resolved column by column, every column of the datasets read is named: a receipt may
+    over-state what was read, never under-state it."""
+    schema: dict[str, dict[str, dict[str, str]]] = {}
+    for ref in a.refs.values():
+        schema.setdefault(ref.table.owner, {})[ref.table.name] = {
+            c: ref.table.schema.column(c).type.sql for c in ref.table.schema.names}
+    keys = {(owner, name) for owner, tables in schema.items() for name in tables}
+    try:
+        tree = qualify(a.tree.copy(), schema=schema, dialect=DIALECT, validate_qualify_columns=True,
+                       quote_identifiers=True, identify=True)
+        read = {f"{source.db}.{source.name}.{column.name}"
+                for scope in traverse_scope(tree) for column in scope.columns
+                if isinstance(source := scope.sources.get(column.table), exp.Table) and (source.db, source.name) in keys}
+    except OptimizeError:
+        read = {f"{owner}.{name}.{c}" for owner, tables in schema.items() for name, cols in tables.items() for c in cols}
+    return tuple(sorted(read))
 
 
 # ---------------------------------------------------------------------------------------
