@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 
 def test_demo_builds_and_answers(tmp_path, monkeypatch):
     from tests.conftest import Cli
@@ -25,3 +27,10 @@ def test_demo_builds_and_answers(tmp_path, monkeypatch):
     assert "demo --reset" in out
     _, verified, _ = cli("audit", "verify", "--json")
     assert verified["ok"]
+    # Every party reads the ledger: alice claimed, consented, decided an offer and answered a
+    # survey, and it says so under an opaque id, never under the name she chose.
+    _, log, _ = cli("audit", "log", "--limit", "100000", "--json")
+    alice = [e for e in log if str(e.get("party", "")).startswith("person:")]
+    assert {"party.added", "subject.claimed", "survey.answered"} <= {e["event"] for e in alice}
+    assert len({e["party"] for e in alice}) == 1
+    assert not [e for e in log if "alice" in json.dumps(e)]

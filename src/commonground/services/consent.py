@@ -24,7 +24,7 @@ from ..domain.schema import ConsentMode
 from ..domain.vocabulary import Kind
 from ..ports import ConsentGate, ConsentSnapshot
 from .deps import Deps
-from .parties import require_party
+from .parties import ledger_name_of, require_party
 from .vocabulary import vocabulary
 
 STATUSES = ("granted", "withdrawn")
@@ -77,7 +77,7 @@ def record_in(deps: Deps, conn, dataset_id: str, dataset: str, rows: list[tuple[
             raise BadInput(f"{where}{e}") from None
     deps.store.record_consents(conn, dataset_id, rows, source, by, deps.now())
     counts = {s: sum(1 for r in rows if r[2] == s) for s in STATUSES}
-    deps.store.append_entry(conn, {"event": "consent.recorded", "party": by, "dataset": dataset,
+    deps.store.append_entry(conn, {"event": "consent.recorded", "party": ledger_name_of(deps, conn, by), "dataset": dataset,
                                    "source": source, "records": len(rows), **counts,
                                    "purposes": sorted({r[1] for r in rows}), "at": deps.now()})
 

@@ -26,7 +26,7 @@ from ..domain.schema import parse_schema
 from ..domain.vocabulary import Kind
 from . import consent as consent_svc
 from .deps import Deps
-from .parties import require_party
+from .parties import ledger_name, require_party
 from .queries import plain, run_query
 from .vocabulary import vocabulary
 
@@ -147,7 +147,7 @@ def answer(deps: Deps, individual: str, survey_id: str, answers: Mapping[str, An
         # From the consent state as it is (after an erasure, earlier choices are still on record).
         before = _sharing(deps, conn, survey, _copy_ids(deps, conn, survey, row["asker_id"]), subject)
         _record_sharing(deps, conn, survey, row["asker_id"], subject, before, chosen, individual)
-        deps.store.append_entry(conn, {"event": "survey.answered", "party": individual, "survey": survey_id,
+        deps.store.append_entry(conn, {"event": "survey.answered", "party": ledger_name(party), "survey": survey_id,
                                        "asker": survey.asker, "shared_with": len(chosen), "at": now})
     publish(deps, survey_id)
     return show_survey(deps, individual, survey_id)
@@ -164,7 +164,7 @@ def share(deps: Deps, individual: str, survey_id: str, sharing: Iterable[tuple[s
             raise NotFound("you have not answered this survey")
         before = _sharing(deps, conn, survey, _copy_ids(deps, conn, survey, row["asker_id"]), subject)
         changes = _record_sharing(deps, conn, survey, row["asker_id"], subject, before, chosen, individual)
-        deps.store.append_entry(conn, {"event": "survey.sharing_changed", "party": individual, "survey": survey_id,
+        deps.store.append_entry(conn, {"event": "survey.sharing_changed", "party": ledger_name(party), "survey": survey_id,
                                        "granted": sum(1 for c in changes if c[2] == "granted"),
                                        "withdrawn": sum(1 for c in changes if c[2] == "withdrawn"), "at": now})
     return show_survey(deps, individual, survey_id)

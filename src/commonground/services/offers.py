@@ -25,7 +25,7 @@ from . import consent as consent_svc
 from . import queries as query_svc
 from .agreements import agreements_in_force
 from .deps import Deps
-from .parties import require_party
+from .parties import ledger_name_of, require_party
 from .subjects import require_individual
 from .vocabulary import vocabulary
 
@@ -140,7 +140,7 @@ def decide(deps: Deps, individual: str, offer_id: str, accept: bool, release: tu
                 consent_svc.record_in(deps, conn, offer["dataset_id"], offer["dataset"],
                                       [(offer["subject"], p, "granted") for p in offer["needs_consent"]], "offer", individual)
                 granted = list(offer["needs_consent"])
-        deps.store.append_entry(conn, {"event": "offer.decided", "party": individual, "offer": offer_id,
+        deps.store.append_entry(conn, {"event": "offer.decided", "party": ledger_name_of(deps, conn, individual), "offer": offer_id,
                                        "batch": offer["batch"], "decision": "accepted" if accept else "declined",
                                        "released": sorted(released), "consents_granted": granted, "at": now})
     return show(deps, individual, offer_id)

@@ -31,8 +31,21 @@ def new_party(deps: Deps, conn, name: str, kind: str) -> Party:
     """Insert a party and its ledger entry inside the caller's transaction."""
     party = Party(deps.new_id(), name, kind, deps.now())
     deps.store.insert_party(conn, party)
-    deps.store.append_entry(conn, {"event": "party.added", "party": name, "kind": kind, "at": party.created_at})
+    deps.store.append_entry(conn, {"event": "party.added", "party": ledger_name(party), "kind": kind,
+                                   "at": party.created_at})
     return party
+
+
+def ledger_name(party: Party) -> str:
+    """How ledger entries name a party. Every party may read every entry (docs/threat-model.md), so
+    a person appears as `person:<party id>`, an opaque id, never by the name they chose, which is
+    personal data; organisations appear by name. A person's own pages resolve the id for them."""
+    return f"person:{party.id}" if party.kind == PartyKind.INDIVIDUAL.value else party.name
+
+
+def ledger_name_of(deps: Deps, conn, name: str) -> str:
+    """`ledger_name` of the party called `name` (BadInput if there is none)."""
+    return ledger_name(require_party(deps, conn, name))
 
 
 def list_parties(deps: Deps) -> list[Party]:
@@ -68,7 +81,7 @@ def issue_token(deps: Deps, conn, party: Party, secret: str, ttl_days: int | Non
     expires = now + dt.timedelta(days=ttl_days) if ttl_days else None
     record = TokenRecord(deps.new_id(), party.id, now, expires, scope=scope)
     deps.store.insert_token(conn, record, token_digest(secret))
-    deps.store.append_entry(conn, {"event": "token.created", "party": party.name, "token_id": record.id,
+    deps.store.append_entry(conn, {"event": "token.created", "party": ledger_name(party), "token_id": record.id,
                                    "scope": scope.value, "expires_at": expires, "at": now})
     return record
 
@@ -79,7 +92,8 @@ def revoke_token(deps: Deps, party_name: str, token_id: str) -> None:
         party = require_party(deps, conn, party_name)
         if not deps.store.revoke_token(conn, token_id, party.id, now):
             raise NotFound(f"no active token {token_id} for {party_name}")
-        deps.store.append_entry(conn, {"event": "token.revoked", "party": party_name, "token_id": token_id, "at": now})
+        deps.store.append_entry(conn, {"event": "token.revoked", "party": ledger_name(party), "token_id": token_id,
+                                       "at": now})
 
 
 def list_tokens(deps: Deps, party_name: str) -> list[TokenRecord]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..domain.agreements import AgreementStatus
 from .deps import Deps
-from .parties import require_party
+from .parties import ledger_name_of, require_party
 
 
 def _entries(deps: Deps) -> list[dict[str, Any]]:
@@ -30,12 +30,12 @@ def _parse_time(value: str) -> dt.datetime:
 def activity(deps: Deps, party: str, since: dt.datetime | None = None) -> dict[str, Any]:
     """Everything the ledger says a party did (or had done to its agreements) since a moment."""
     with deps.store.read() as conn:
-        require_party(deps, conn, party)
-    events = [e for e in _entries(deps) if e.get("party") == party or party in (e.get("parties") or [])]
+        named = ledger_name_of(deps, conn, party)  # a person is on the ledger by id, not by name
+    events = [e for e in _entries(deps) if e.get("party") == named or named in (e.get("parties") or [])]
     if since is not None:
         since = since if since.tzinfo else since.replace(tzinfo=dt.timezone.utc)
         events = [e for e in events if "at" in e and _parse_time(e["at"]) >= since]
-    queries = [e for e in events if e.get("event") == "query" and e.get("party") == party]
+    queries = [e for e in events if e.get("event") == "query" and e.get("party") == named]
     return {
         "party": party,
         "since": since.isoformat() if since else None,

@@ -23,7 +23,7 @@ from ..domain.schema import ConsentMode
 from ..domain.vocabulary import Kind
 from . import consent as consent_svc
 from .deps import Deps
-from .parties import check_party_name, issue_token, new_party, require_party
+from .parties import check_party_name, issue_token, ledger_name, ledger_name_of, new_party, require_party
 from .tokens import token_digest
 from .vocabulary import vocabulary
 
@@ -87,7 +87,7 @@ def _redeem(deps: Deps, conn, party: Party, code: str) -> dict[str, Any]:
         raise BadInput("invalid, expired or already used claim code")
     deps.store.link_subject(conn, row.controller_id, row.subject, party.id, now)
     controller = next(p.name for p in deps.store.parties(conn) if p.id == row.controller_id)
-    deps.store.append_entry(conn, {"event": "subject.claimed", "party": party.name, "controller": controller, "at": now})
+    deps.store.append_entry(conn, {"event": "subject.claimed", "party": ledger_name(party), "controller": controller, "at": now})
     return {"controller": controller, "subject": row.subject, "linked_at": now.isoformat()}
 
 
@@ -165,7 +165,7 @@ def access_export(deps: Deps, individual: str) -> dict[str, Any]:
               "consents": consents(deps, individual), "receipts": receipts(deps, individual, limit=1000),
               "requests": my_requests(deps, individual)}
     with deps.store.transaction() as conn:
-        deps.store.append_entry(conn, {"event": "subject.access_export", "party": individual,
+        deps.store.append_entry(conn, {"event": "subject.access_export", "party": ledger_name_of(deps, conn, individual),
                                        "datasets": sorted({h["dataset"] for h in held}), "at": now})
     return export
 
@@ -342,7 +342,7 @@ def request_erasure(deps: Deps, individual: str, controller: str, reason: str = 
             deps.store.insert_request(conn, request_id, "erasure", party.id, controller_party.id, subject, details,
                                       "done", now)
             deps.store.answer_request(conn, request_id, "done", "erased automatically", now)
-            deps.store.append_entry(conn, {"event": "subject.erasure", "party": individual, "controller": controller,
+            deps.store.append_entry(conn, {"event": "subject.erasure", "party": ledger_name(party), "controller": controller,
                                            "request": request_id, "datasets": [m["dataset"] for m in made], "at": now})
     except BaseException:
         for _, _, dest, _ in written:
@@ -371,7 +371,7 @@ def request_correction(deps: Deps, individual: str, dataset: str, column: str, v
                    "comment": comment[:2000]}
         controller = require_party(deps, conn, version.owner)
         deps.store.insert_request(conn, request_id, "correction", party.id, controller.id, subject, details, "open", now)
-        deps.store.append_entry(conn, {"event": "subject.correction_requested", "party": individual,
+        deps.store.append_entry(conn, {"event": "subject.correction_requested", "party": ledger_name(party),
                                        "controller": version.owner, "request": request_id, "dataset": dataset,
                                        "column": column, "at": now})
     return request(deps, individual, request_id)

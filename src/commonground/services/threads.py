@@ -17,7 +17,7 @@ from ..domain.conversations import ThreadAbout, ThreadKind, ThreadStatus, check_
 from ..domain.errors import BadInput, NotFound
 from ..domain.records import Party, PartyKind
 from .deps import Deps
-from .parties import require_party
+from .parties import ledger_name, require_party
 from .subjects import receipts, require_individual
 
 _PAGE = 1000
@@ -55,7 +55,7 @@ def open_thread(deps: Deps, individual: str, about: str, ref: str, kind: str, me
                                         "about": about_kind.value, "ref": ref.strip(), "kind": thread_kind.value,
                                         "status": ThreadStatus.OPEN.value, "created_at": now, "updated_at": now})
         deps.store.add_thread_message(conn, thread_id, individual, body, ThreadStatus.OPEN.value, now)
-        deps.store.append_entry(conn, {"event": "thread.opened", "party": individual, "thread": thread_id,
+        deps.store.append_entry(conn, {"event": "thread.opened", "party": ledger_name(party), "thread": thread_id,
                                        "controller": controller, "about": about_kind.value,
                                        "kind": thread_kind.value, "at": now})
     return show_thread(deps, individual, thread_id)
@@ -79,7 +79,7 @@ def reply(deps: Deps, party_name: str, thread_id: str, message: str) -> dict[str
         by_person = party.id == thread["party_id"]
         status = status_after_message(ThreadStatus(thread["status"]), by_person)
         deps.store.add_thread_message(conn, thread_id, party_name, body, status.value, now)
-        deps.store.append_entry(conn, {"event": "thread.message", "party": party_name, "thread": thread_id,
+        deps.store.append_entry(conn, {"event": "thread.message", "party": ledger_name(party), "thread": thread_id,
                                        "status": status.value, "at": now})
     return show_thread(deps, party_name, thread_id)
 
@@ -93,7 +93,7 @@ def close(deps: Deps, party_name: str, thread_id: str) -> dict[str, Any]:
         if thread["status"] == ThreadStatus.CLOSED.value:
             raise BadInput("this thread is already closed")
         deps.store.set_thread_status(conn, thread_id, ThreadStatus.CLOSED.value, now)
-        deps.store.append_entry(conn, {"event": "thread.closed", "party": party_name, "thread": thread_id, "at": now})
+        deps.store.append_entry(conn, {"event": "thread.closed", "party": ledger_name(party), "thread": thread_id, "at": now})
     return show_thread(deps, party_name, thread_id)
 
 

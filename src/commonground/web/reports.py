@@ -67,7 +67,7 @@ def router(web: Web) -> APIRouter:
         head = audit_svc.signed_head(web.deps)
         report = audit_svc.verify(web.deps)
         start = max(0, head.tree_size - LEDGER_WINDOW)
-        mine = [e for e in audit_svc.log(web.deps, start, LEDGER_WINDOW) if _concerns(e, viewer.name)]
+        mine = [e for e in audit_svc.log(web.deps, start, LEDGER_WINDOW) if _concerns(e, party_svc.ledger_name(viewer.party))]
         entries = [{"index": e.get("index"), "event": e.get("event", ""), "at": e.get("at", ""),
                     "summary": _entry_line(e)} for e in reversed(mine)][:LEDGER_SHOWN]
         return web.render(request, "ledger.html", viewer, head=head, report=report, entries=entries,
