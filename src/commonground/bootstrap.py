@@ -16,7 +16,7 @@ from typing import Any
 from .adapters.ingest import ParquetIngest
 from .adapters.keys import FileSigner
 from .adapters.store import Store
-from .adapters.subject_data import SubjectData
+from .adapters.subject_data import SubjectData, members_path
 from .adapters.tables import SCHEMA_REVISION
 from .domain.errors import BadInput
 from .services.deps import Deps
@@ -149,4 +149,5 @@ def open_store(deps: Deps) -> Deps:
 def sweep(deps: Deps) -> list[Path]:
     with deps.store.read() as conn:
         referenced = {deps.home / p for p in deps.store.all_paths(conn)}
-    return deps.ingest.sweep(referenced)
+    # A purged version's members file (its subject ids, for receipts) is referenced through it.
+    return deps.ingest.sweep(referenced | {members_path(p) for p in referenced})

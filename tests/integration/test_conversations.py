@@ -121,6 +121,11 @@ def test_survey_answers_are_governed_end_to_end(surveyed, tmp_path):
     # p2 erases their data at the retailer: the answers lose them now and in every later version
     # (three more newcomers' answers each publish a new version).
     cli("subject", "erase", "--as", "p2", "--controller", "retailer")
+    # The older versions still on disk go when the retailer purges them (the latest stays).
+    purged = cli("dataset", "purge", "feedback__brand", "--as", "retailer", "--json")[1]
+    assert purged["purged"] == list(range(1, purged["kept"]))  # every version but the latest
+    assert "nothing to purge" in cli("dataset", "purge", "feedback__brand", "--as", "retailer")[2]
+    cli("dataset", "purge", "feedback__brand", "--as", "brand", expect=4)  # only the owner's own datasets
     _newcomers(cli, survey["id"], 10)
     assert _brand_counts(cli)[0] == {"happy": 8}  # 6 - p2 + 3: p2 did not come back
     assert cli("survey", "show", survey["id"], "--as", "retailer", "--json")[1]["answers"] == 12

@@ -15,7 +15,10 @@ import duckdb
 import pytest
 from fastapi.testclient import TestClient
 
+from commonground import bootstrap
+from commonground.adapters.subject_data import members_path
 from commonground.api.app import create_app
+from commonground.services import datasets as dataset_svc
 from commonground.services import parties as party_svc
 
 OFFER_SQL = ("SELECT 'trail running shoes' AS recommendation, COUNT(*) AS outdoor_purchases, "
@@ -159,6 +162,25 @@ def test_access_correction_and_erasure(shop):
     shown = client.get("/v1/datasets/retailer/purchases", headers=retailer).json()
     assert shown["version"] == 2 and shown["rows"] == len(_purchases()) - 4
     assert client.post("/v1/me/erasure", headers=auth(tokens["brand"]), json={"controller": "retailer"}).status_code == 400
+
+    # The older version still holds her rows on disk until the controller purges it; after that
+    # only who was in it remains (for receipts), and a second purge finds nothing to do.
+    before = [r["ledger_index"] for r in client.get("/v1/me/receipts", headers=carol).json()]
+    with deps.store.read() as conn:
+        (old,) = [v for v in deps.store.versions(conn, "retailer", "purchases") if v.version == 1]
+    data = deps.home / old.path
+    assert data.exists()
+    purged = dataset_svc.purge(deps, "retailer", "purchases")
+    assert purged["purged"] == [1] and purged["kept"] == 2 and not data.exists()
+    members = duckdb.sql(f"SELECT * FROM read_parquet('{members_path(data)}')").fetchall()
+    assert ("C0001",) in members and all(len(row) == 1 for row in members)  # subject ids, nothing else
+    deps.caches.clear()  # receipts are recomputed from the members file, not a cached answer
+    assert [r["ledger_index"] for r in client.get("/v1/me/receipts", headers=carol).json()] == before
+    assert bootstrap.sweep(deps) == [] and members_path(data).exists()
+    assert dataset_svc.purge(deps, "retailer", "purchases")["purged"] == []
+    with deps.store.read() as conn:
+        log = [json.loads(text) for _, _, text in deps.store.entries(conn, start=0)]
+    assert [e["versions"] for e in log if e["event"] == "dataset.versions_purged"] == [[{"version": 1, "sha256": old.sha256}]]
 
 
 def test_claim_codes_are_one_time_and_only_for_individuals(shop):

@@ -21,6 +21,11 @@ from ..ports import IngestedFile
 from .ingest import ParquetIngest, _ident, _quote, publish
 
 
+def members_path(path: Path) -> Path:
+    """Where a purged version keeps its distinct subject ids: beside its (deleted) data file."""
+    return path.with_name(f"{path.stem}.members.parquet")
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, Decimal):
         return float(value)
@@ -67,16 +72,51 @@ class SubjectData:
             con.close()
 
     def holds(self, files: list[tuple[Path, str]], subject: str) -> list[bool]:
-        """For each (file, subject column): does it hold rows of `subject`? One connection for all."""
+        """For each (file, subject column): does it hold rows of `subject`? One connection for all.
+
+        A purged version is answered from its members file; a version with neither file (deleted
+        by hand) counts as holding the subject, so a receipt may over-state, never under-state."""
         if not files:
             return []
-        con = self._connect([path for path, _ in files])
+        readable = [p for path, _ in files for p in (path, members_path(path)) if p.exists()]
+        con = self._connect(readable)
         try:
-            tests = ", ".join(f"EXISTS (SELECT 1 FROM read_parquet({_quote(path)}) WHERE {_ident(column)} = $s)"
-                              for path, column in files)
-            return [bool(v) for v in con.execute(f"SELECT {tests}", {"s": subject}).fetchone()]
+            tests = []
+            for path, column in files:
+                if path.exists():
+                    tests.append(f"EXISTS (SELECT 1 FROM read_parquet({_quote(path)}) WHERE {_ident(column)} = $s)")
+                elif members_path(path).exists():
+                    tests.append(f"EXISTS (SELECT 1 FROM read_parquet({_quote(members_path(path))}) "
+                                 "WHERE subject = CAST($s AS VARCHAR))")
+                else:
+                    tests.append("true")
+            return [bool(v) for v in con.execute(f"SELECT {', '.join(tests)}", {"s": subject}).fetchone()]
         finally:
             con.close()
+
+    def purge(self, path: Path, subject_column: str | None) -> None:
+        """Delete a superseded version's data file, keeping only who was in it (its distinct subject
+        ids, for people's receipts). The members file is written whole before the data goes, so a
+        crash leaves the version readable or purged, never neither."""
+        if not path.exists():
+            return
+        if subject_column is not None:
+            members = members_path(path)
+            tmp_dir = self.ingest.tmp_dir
+            tmp_dir.mkdir(parents=True, exist_ok=True)
+            tmp = tmp_dir / f"members-{uuid.uuid4().hex}.parquet"
+            con = self._connect([path], tmp)
+            try:
+                con.execute(f"COPY (SELECT DISTINCT CAST({_ident(subject_column)} AS VARCHAR) AS subject FROM "
+                            f"read_parquet({_quote(path)}) WHERE {_ident(subject_column)} IS NOT NULL ORDER BY 1) "
+                            f"TO {_quote(tmp)} (FORMAT parquet, COMPRESSION zstd)")
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            finally:
+                con.close()
+            tmp.replace(members)
+        path.unlink()
 
     def without(self, path: Path, subject_column: str, subject: str, dest: Path, schema) -> IngestedFile:
         """A new version file: the same rows minus the subject's, written whole or not at all."""

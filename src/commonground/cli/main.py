@@ -192,6 +192,19 @@ def dataset_list(party: str = AsOpt, json_out: bool = JsonOpt) -> None:
                                        [[v.key, v.version, f"{v.rows:,}", len(v.schema.columns), v.sha256[:16]] for v in versions]))
 
 
+@command(dataset_app, "purge")
+def dataset_purge(name: str, party: str = AsOpt, json_out: bool = JsonOpt) -> None:
+    """Delete the files of your dataset's superseded versions (e.g. after an erasure); the latest stays.
+
+    Each purged version keeps its hash on the ledger and its subject ids only, for people's receipts."""
+    data = dataset_svc.purge(_deps(), party, name)
+    emit(data, json_out, lambda: out.print(
+        f"{data['dataset']}: purged version(s) {', '.join(map(str, data['purged']))} ({data['bytes_freed']:,} bytes); "
+        f"version {data['kept']} stays" if data["purged"] else
+        f"{data['dataset']}: nothing to purge; version {data['kept']} is the only one with a data file",
+        markup=False, highlight=False))
+
+
 @command(dataset_app, "show")
 def dataset_show(ref: str, party: str = AsOpt, json_out: bool = JsonOpt) -> None:
     """Schema, roles, versions and commitments of one dataset."""

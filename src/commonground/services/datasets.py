@@ -61,6 +61,33 @@ def add_dataset(deps: Deps, owner: str, name: str, source: Path, schema_doc: Any
     return record, warnings
 
 
+def purge(deps: Deps, owner: str, name: str) -> dict[str, Any]:
+    """Delete the data files of every superseded version of one of the owner's datasets.
+
+    Versions are immutable files the ledger commits to by hash, so an erasure makes a new version
+    and leaves the older ones on disk (docs/individuals.md); this is how the controller removes
+    them under its retention policy. The latest version is never purged. Each purged version keeps
+    its metadata and hash, and its distinct subject ids only, so the receipts of the people who
+    were in it still show. The ledger entry is committed before any file goes: a crash leaves
+    files that a second `purge` removes, never a deletion the ledger does not tell.
+    """
+    check_name("dataset", name)
+    with deps.store.transaction() as conn:
+        require_party(deps, conn, owner)
+        history = deps.store.versions(conn, owner, name)
+        if not history:
+            raise NotFound(f"no dataset {owner}.{name} of yours")
+        stale = [v for v in history[:-1] if (deps.home / v.path).exists()]
+        if stale:
+            deps.store.append_entry(conn, {
+                "event": "dataset.versions_purged", "party": owner, "dataset": f"{owner}.{name}",
+                "versions": [{"version": v.version, "sha256": v.sha256} for v in stale], "at": deps.now()})
+    for v in stale:
+        deps.subject_data.purge(deps.home / v.path, v.schema.subject_column)
+    return {"dataset": f"{owner}.{name}", "purged": [v.version for v in stale], "kept": history[-1].version,
+            "bytes_freed": sum(v.bytes for v in stale)}
+
+
 def _pii_warnings(deps: Deps, path: Path, schema: DatasetSchema) -> list[str]:
     """The personal-data scan of a new version's plain attributes: warnings only, never a refusal."""
     scan = getattr(deps.ingest, "scan_pii", None)

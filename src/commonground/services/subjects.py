@@ -300,8 +300,8 @@ def request_erasure(deps: Deps, individual: str, controller: str, reason: str = 
     version without them, and the request is recorded with the versions it made.
 
     Earlier versions stay on disk for the controller's record keeping (queries only ever read
-    the latest version); their files are named in the request so they can be purged. Derived
-    consent bases (filtered copies of the rows) of the dataset are removed.
+    the latest version) until it purges them (`datasets.purge`); their files are named in the
+    request. Derived consent bases (filtered copies of the rows) of the dataset are removed.
     """
     now = deps.now()
     with deps.store.read() as conn:
