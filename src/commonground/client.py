@@ -101,6 +101,10 @@ class Client:
             data = {"schema": json.dumps(schema)} if schema else None
             return self._request("POST", f"/v1/datasets/{name}", files={"file": (path.name, f)}, data=data)
 
+    def purge(self, name: str) -> dict[str, Any]:
+        """Delete the data files of your dataset's superseded versions (after an erasure); the latest stays."""
+        return self._request("POST", f"/v1/datasets/{name}/purge")
+
     def agreements(self) -> list[dict[str, Any]]:
         return self._request("GET", "/v1/agreements")
 

@@ -146,6 +146,7 @@ OUTSIDER_404 = {
 # Routes whose parameter is not someone's object, and why.
 NOT_AN_OBJECT = {
     ("POST", "/v1/datasets/{name}"): "the caller's own namespace: the upload becomes caller.name",
+    ("POST", "/v1/datasets/{name}/purge"): "the caller's own namespace: only caller.name is purged",
     ("GET", "/v1/audit/proof/{index}"): "the ledger is public to every party (no values, no subject ids)",
 }
 

@@ -170,7 +170,8 @@ def test_access_correction_and_erasure(shop):
         (old,) = [v for v in deps.store.versions(conn, "retailer", "purchases") if v.version == 1]
     data = deps.home / old.path
     assert data.exists()
-    purged = dataset_svc.purge(deps, "retailer", "purchases")
+    assert client.post("/v1/datasets/purchases/purge", headers=auth(tokens["brand"])).status_code == 404
+    purged = client.post("/v1/datasets/purchases/purge", headers=retailer).json()
     assert purged["purged"] == [1] and purged["kept"] == 2 and not data.exists()
     members = duckdb.sql(f"SELECT * FROM read_parquet('{members_path(data)}')").fetchall()
     assert ("C0001",) in members and all(len(row) == 1 for row in members)  # subject ids, nothing else

@@ -154,6 +154,11 @@ def create_app(deps: Deps, throttle: SignInThrottle | None = None, head_interval
             Path(tmp_name).unlink(missing_ok=True)
         return {**dataset_svc.dataset_summary(version), "warnings": list(warnings)}
 
+    @app.post("/v1/datasets/{name}/purge")
+    def purge(name: str, party: Party = Depends(caller)) -> dict[str, Any]:
+        """Delete the data files of your dataset's superseded versions; the latest stays (docs/individuals.md)."""
+        return dataset_svc.purge(deps, party.name, name)
+
     @app.get("/v1/agreements")
     def agreements(party: Party = Depends(caller)) -> list[dict[str, Any]]:
         return [agreement_svc.agreement_summary(a, deps.now()) for a in agreement_svc.list_agreements(deps, party.name)]
