@@ -7,7 +7,7 @@ PORT ?= 8000
 
 .PHONY: install run demo test test-postgres bench bench-scale clean
 
-$(BIN)/commonground: pyproject.toml
+$(BIN)/commonground: pyproject.toml setup.py src/commonground/adapters/_keyed_hash.c
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'

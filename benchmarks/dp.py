@@ -1,42 +1,52 @@
 """Differential privacy benchmark (issue #11): a dp aggregate over 10M rows versus the same
-threshold-mode aggregate, the cost of the differencing sketches, and utility next to OpenDP
-used directly.
+threshold-mode aggregate, the cost of the differencing sketches, the cost of a noisy median, and
+utility next to OpenDP used directly.
 
-    .venv/bin/python benchmarks/dp.py                         # 10M rows, 2M people, 20 segments
-    .venv/bin/python benchmarks/dp.py --rows 200000 --repeat 1   # smoke
+    .venv/bin/python benchmarks/dp.py                           # 10M rows, 2M people, 20 segments
+    .venv/bin/python benchmarks/dp.py --shape people            # 10M rows, one row per person
+    .venv/bin/python benchmarks/dp.py --rows 200000 --repeat 1  # smoke
 
 Data: retailer.purchases, generated once with DuckDB (customer_id = i mod people, 20 segments
-by customer, spend in [0, 100)). Query, as party brand:
+by customer, spend in [0, 100)). `--shape people` makes every row its own person (people =
+rows), the case where ingest's rows-per-subject statistic (1) lets the dp plan skip the
+per-person step. Queries, as party brand:
 
     SELECT segment, COUNT(*) AS n, SUM(spend) AS s FROM retailer.purchases GROUP BY segment
+    SELECT segment, COUNT(*) AS n, SUM(spend) AS s, MEDIAN(spend) AS m FROM ... GROUP BY segment
 
-  threshold: govern() + DuckDBEngine.run under an aggregate agreement (k = 10), including the
-             differencing sketches of the released groups and the check of them
-             (policy/differencing.py) against an empty history (a first-time query);
+  threshold: govern() + DuckDBEngine.run of the first query under an aggregate agreement
+             (k = 10), including the differencing sketches of the released groups and the
+             check of them (policy/differencing.py) against an empty history (a first-time query);
   repeated:  the same, checked against the history the first run left (the groups it released);
   no-sketch: the same plan with the sketch queries removed (the cost of the sketches);
-  dp:        govern() + DuckDBEngine.run under a dp agreement (epsilon 1 per query, one group
-             per person, SUM clamped per person to [0, 500]): bounding SQL + OpenDP noise +
-             partition selection.
-Medians of --repeat runs, in one process, one after another. Ratios are against threshold.
+  dp:        govern() + DuckDBEngine.run of the first query under a dp agreement (epsilon 1 per
+             query, one group per person, SUM clamped per person to [0, 500]): bounding SQL +
+             OpenDP noise + partition selection;
+  dp median: the second query under the same agreement (epsilon split three ways).
+Each round runs every contender once, in that order (interleaved); medians of --repeat rounds,
+in one process, with the load average. Ratios are against threshold. Target: dp / threshold <= 1.5.
 
-Utility at epsilon 1: the mean relative error of the dp COUNT per segment against the exact
-number of people per segment, next to OpenDP used directly on the same task (exact counts of
-people per segment from DuckDB, then OpenDP's Laplace measurement with the same sensitivity
-and epsilon share, no partition selection). Target: dp / threshold <= 1.5.
+Utility at epsilon 1: the mean relative error per segment of the dp COUNT against the exact
+number of people, and of the dp MEDIAN against the exact median of the people's clamped totals,
+each next to OpenDP used directly on the same task (exact counts, or each segment's exact
+per-person totals, from DuckDB; then OpenDP's Laplace / make_private_quantile with the same
+epsilon share, sensitivity and candidates, no partition selection).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import duckdb
+import numpy as np
 import opendp.prelude as dp
 
 from commonground.adapters.duckdb_engine import DuckDBEngine
@@ -44,9 +54,12 @@ from commonground.domain.agreements import AgreementState, AgreementStatus, pars
 from commonground.domain.schema import parse_schema
 from commonground.policy.context import QueryContext, TableInfo
 from commonground.policy.differencing import differencing_reasons, released_groups
+from commonground.policy.dp import GRID_STEPS, grid
 from commonground.policy.governor import govern
 
 SQL = "SELECT segment, COUNT(*) AS n, SUM(spend) AS s FROM retailer.purchases GROUP BY segment"
+SQL_MEDIAN = "SELECT segment, COUNT(*) AS n, SUM(spend) AS s, MEDIAN(spend) AS m FROM retailer.purchases GROUP BY segment"
+BOUNDS = (0.0, 500.0)
 SCHEMA = {"columns": {"customer_id": {"type": "string", "role": "subject_id"},
                       "segment": {"type": "string", "role": "attribute"},
                       "spend": {"type": "double", "role": "sensitive"}}}
@@ -66,63 +79,101 @@ def _context(rows: int, per_person: int, access: dict) -> QueryContext:
     return QueryContext("brand", "analytics.reporting", {"retailer.purchases": table}, (_agreement(access),))
 
 
-def _time(fn, repeat: int) -> tuple[float, object]:
-    times, out = [], None
+def _interleaved(contenders: dict[str, Callable[[], object]], repeat: int) -> tuple[dict[str, float], dict[str, object]]:
+    """Median seconds per contender, each round running every contender once, and the last outputs."""
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    outputs: dict[str, object] = {}
     for _ in range(repeat):
-        started = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times), out
+        for name, run in contenders.items():
+            started = time.perf_counter()
+            outputs[name] = run()
+            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(t) for name, t in times.items()}, outputs
+
+
+def _direct_median(totals: list[float], epsilon: float) -> float:
+    """OpenDP's quantile measurement built directly: same candidates, epsilon and input metric."""
+    space = dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.symmetric_distance()
+
+    def make(scale: float) -> dp.Measurement:
+        return dp.m.make_private_quantile(*space, dp.max_divergence(), candidates=grid(BOUNDS), alpha=0.5, scale=scale)
+    return make(dp.binary_search_param(make, d_in=1, d_out=epsilon))(np.asarray(totals, dtype=float))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
-    parser.add_argument("--people", type=int, default=None, help="default rows / 5")
+    parser.add_argument("--people", type=int, default=None, help="default rows / 5, or rows with --shape people")
+    parser.add_argument("--shape", choices=("default", "people"), default="default")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    people = args.people or max(args.rows // 5, 1)
+    people = args.people or (args.rows if args.shape == "people" else max(args.rows // 5, 1))
     dp.enable_features("contrib")
     with tempfile.TemporaryDirectory() as folder:
         data = Path(folder) / "purchases.parquet"
         duckdb.execute(f"""COPY (SELECT 'c' || (i % {people}) AS customer_id, 's' || ((i % {people}) % 20) AS segment,
                            ((i * 7919) % 10000) / 100.0 AS spend FROM range({args.rows}) t(i))
                            TO '{data}' (FORMAT parquet)""")
-        per_person = -(-args.rows // people)
+        per_person = -(-args.rows // people)  # exact for this generator, as ingest would count it
         sources = {"retailer.purchases": data}
         engine = DuckDBEngine(threads=args.threads)
         threshold_plan = govern(SQL, _context(args.rows, per_person, {"mode": "aggregate", "min_group_size": 10}))
         bare_plan = dataclasses.replace(threshold_plan, groups=tuple(
             dataclasses.replace(g, sketch_sql=None) for g in threshold_plan.groups))
         dp_access = {"mode": "dp", "min_group_size": 10, "epsilon": 10, "epsilon_per_query": 1.0, "delta": 1e-7,
-                     "max_groups_per_subject": 1, "bounds": {"spend": [0, 500]}}
+                     "max_groups_per_subject": 1, "bounds": {"spend": list(BOUNDS)}}
         dp_plan = govern(SQL, _context(args.rows, per_person, dp_access))
+        median_plan = govern(SQL_MEDIAN, _context(args.rows, per_person, dp_access))
+        history: list = []
+
         def checked(earlier: list) -> list:
             released = released_groups(engine.run(threshold_plan, sources).sketches)
             assert not differencing_reasons(released, earlier, 10)
             return released
 
-        t_threshold, history = _time(lambda: checked([]), args.repeat)
-        t_repeated, _ = _time(lambda: checked(history), args.repeat)
-        t_bare, _ = _time(lambda: engine.run(bare_plan, sources), args.repeat)
-        t_dp, dp_result = _time(lambda: engine.run(dp_plan, sources), args.repeat)
+        def first() -> list:
+            history[:] = checked([])
+            return history
+
+        medians, outputs = _interleaved({
+            "threshold": first, "repeated": lambda: checked(history), "bare": lambda: engine.run(bare_plan, sources),
+            "dp": lambda: engine.run(dp_plan, sources), "dp median": lambda: engine.run(median_plan, sources)},
+            args.repeat)
+        load = os.getloadavg()
         truth = dict(duckdb.execute(f"SELECT segment, count(DISTINCT customer_id) FROM '{data}' GROUP BY 1").fetchall())
-    released = {row[0]: row[1] for row in dp_result.rows}  # type: ignore[attr-defined]
+        totals: dict[str, list[float]] = {}
+        for segment, total in duckdb.execute(
+                f"SELECT segment, LEAST(GREATEST(sum(spend), {BOUNDS[0]}), {BOUNDS[1]}) FROM '{data}' "
+                "GROUP BY segment, customer_id").fetchall():
+            totals.setdefault(segment, []).append(total)
+    released = {row[0]: row[1] for row in outputs["dp"].rows}  # type: ignore[attr-defined]
     mre = statistics.mean(abs(released[s] - truth[s]) / truth[s] for s in released) if released else float("nan")
     # OpenDP directly: the same counts, the same Laplace scale (sensitivity 1, epsilon 1 split over count and sum).
     space = dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.l1_distance(T=float)
     direct = dp.m.make_laplace(*space, scale=1 / 0.5)([float(v) for v in truth.values()])
     mre_direct = statistics.mean(abs(d - t) / t for d, t in zip(direct, truth.values()))
-    print(f"rows {args.rows:,}  people {people:,}  segments {len(truth)}  threads {args.threads}  repeat {args.repeat}")
+    true_median = {s: statistics.median(v) for s, v in totals.items()}
+    noisy_median = {row[0]: row[3] for row in outputs["dp median"].rows}  # type: ignore[attr-defined]
+    mre_median = statistics.mean(abs(noisy_median[s] - true_median[s]) / true_median[s] for s in noisy_median)
+    mre_median_direct = statistics.mean(abs(_direct_median(v, 1 / 3) - true_median[s]) / true_median[s]
+                                        for s, v in totals.items())
+    t_threshold = medians["threshold"]
+    ratio = medians["dp"] / t_threshold
+    print(f"shape {args.shape}  rows {args.rows:,}  people {people:,}  segments {len(truth)}  threads {args.threads}  "
+          f"rounds {args.repeat} (interleaved)  load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(f"threshold (with differencing sketches)  {t_threshold:8.3f} s   1.00")
-    print(f"threshold, repeated query               {t_repeated:8.3f} s   {t_repeated / t_threshold:.2f}")
-    print(f"threshold without sketches              {t_bare:8.3f} s   {t_bare / t_threshold:.2f}"
-          f"   (sketch cost: {t_threshold / t_bare:.2f}x of the bare threshold query)")
-    print(f"dp (bounding + OpenDP noise)            {t_dp:8.3f} s   {t_dp / t_threshold:.2f}"
-          f"   target <= {TARGET}: {'met' if t_dp / t_threshold <= TARGET else 'NOT met'}")
+    print(f"threshold, repeated query               {medians['repeated']:8.3f} s   {medians['repeated'] / t_threshold:.2f}")
+    print(f"threshold without sketches              {medians['bare']:8.3f} s   {medians['bare'] / t_threshold:.2f}"
+          f"   (sketch cost: {t_threshold / medians['bare']:.2f}x of the bare threshold query)")
+    print(f"dp (bounding + OpenDP noise)            {medians['dp']:8.3f} s   {ratio:.2f}"
+          f"   target <= {TARGET}: {'met' if ratio <= TARGET else 'NOT met'}")
+    print(f"dp with MEDIAN(spend) as well           {medians['dp median']:8.3f} s   "
+          f"{medians['dp median'] / t_threshold:.2f}   ({medians['dp median'] / medians['dp']:.2f}x of dp)")
     print(f"utility at epsilon 1: mean relative error of COUNT  store dp {mre:.2e}   OpenDP direct {mre_direct:.2e}"
           f"   groups released {len(released)}/{len(truth)}")
+    print(f"                      mean relative error of MEDIAN store dp {mre_median:.2e}   "
+          f"OpenDP direct {mre_median_direct:.2e}   (grid step {(BOUNDS[1] - BOUNDS[0]) / GRID_STEPS:g})")
     sys.stdout.flush()
 
 

@@ -6,9 +6,13 @@
 Data: one row per person, a subject id, four quasi-identifiers (age, zip, gender,
 occupation) and two other columns. The export runs through the real service
 (`services.exports.export`: governor, consent-free view with a keyed hash of the id, the
-k-anonymity walk, Parquet out, hashing, ledger). The baseline, in the same run, is DuckDB
-copying the same Parquet to Parquet with nothing done to it (the physical limit).
-Target (issue #7): ratio <= 1.5.
+k-anonymity walk, Parquet out, hashing, ledger). The baselines, in the same run, interleaved,
+all written with the export's own Parquet options (`duckdb_engine.EXPORT_PARQUET`):
+  - DuckDB copying the input Parquet to Parquet with nothing done to it (issue #7's baseline);
+  - the same COPY with the keyed pseudonyms, in SQL (`hmac_sql`) and native (`keyed_hash`);
+  - DuckDB copying the export's own output rows, materialised once in a DuckDB table: the
+    physical limit for writing those exact rows (64-character hex pseudonyms do not compress).
+Target (issue #7): ratio to the raw COPY <= 1.5.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench import data_dir, machine_line  # noqa: E402
 
 from commonground import bootstrap  # noqa: E402
+from commonground.adapters import _keyed_hash  # noqa: E402,F401  (fail here, not mislabel the SQL fallback as native)
+from commonground.adapters.duckdb_engine import EXPORT_PARQUET  # noqa: E402
+from commonground.adapters.keyed_hash import define_pseudonym  # noqa: E402
 from commonground.policy.transforms import hmac_sql  # noqa: E402
 from commonground.services import agreements as agreement_svc  # noqa: E402
 from commonground.services import datasets as dataset_svc  # noqa: E402
@@ -75,37 +82,63 @@ def main() -> None:
     def ours() -> dict:
         return export_svc.export(deps, "recipient", "provider.people", "analytics.reporting")
 
-    def raw(select: str = "*") -> None:
-        out = Path(tempfile.mkdtemp()) / "raw.parquet"
-        duckdb.connect().execute(f"COPY (SELECT {select} FROM read_parquet('{source}')) TO '{out}' "
-                                 "(FORMAT parquet, COMPRESSION zstd)")
+    scratch = Path(tempfile.mkdtemp(prefix="cg-export-copy-"))
+
+    def copy(con: duckdb.DuckDBPyConnection, select: str) -> None:
+        out = scratch / "copy.parquet"
+        con.execute(f"COPY ({select}) TO '{out}' ({EXPORT_PARQUET})")
         out.unlink()
+
+    def raw(select: str = "*") -> None:
+        with duckdb.connect() as con:
+            copy(con, f"SELECT {select} FROM read_parquet('{source}')")
 
     def raw_keyed() -> None:
         # The same copy with the one thing no export can skip: the recipient's keyed pseudonyms.
         raw(f"{hmac_sql(b'k' * 32, 'person_id')} AS person_id, * EXCLUDE (person_id)")
 
-    times = {"raw": [], "raw_keyed": [], "ours": []}
-    report = None
+    def raw_native() -> None:
+        with duckdb.connect() as con:
+            define_pseudonym(con, "pseudonym", b"k" * 32)
+            copy(con, f"SELECT pseudonym(person_id) AS person_id, * EXCLUDE (person_id) FROM read_parquet('{source}')")
+
+    first = ours()  # also warms the page cache and the store
+    exported_file, _ = export_svc.download(deps, "recipient", first["id"])
+    exported = duckdb.connect()
+    exported.execute(f"CREATE TABLE exported AS SELECT * FROM read_parquet('{exported_file}')")
+
+    def own_rows() -> None:
+        copy(exported, "SELECT * FROM exported")
+
+    contenders = {"raw": raw, "raw_keyed": raw_keyed, "raw_native": raw_native, "own_rows": own_rows, "ours": ours}
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    report = first
     for _ in range(args.repeat):
-        for name, fn in (("raw", raw), ("raw_keyed", raw_keyed), ("ours", ours)):
+        for name, fn in contenders.items():
             started = time.perf_counter()
             result = fn()
             times[name].append(time.perf_counter() - started)
             report = result or report
-    raw_s, keyed_s, ours_s = (statistics.median(times[n]) for n in ("raw", "raw_keyed", "ours"))
-    print(f"export of {args.rows:,} rows (one per person, 4 quasi-identifiers, k = 5); ingest took {load_s:.1f} s")
-    print(f"{'DuckDB COPY parquet -> parquet (raw)':44} {raw_s:8.2f} s  {args.rows / raw_s / 1e6:6.2f} M rows/s")
-    print(f"{'the same COPY with HMAC-SHA256 pseudonyms':44} {keyed_s:8.2f} s  {args.rows / keyed_s / 1e6:6.2f} M rows/s")
-    print(f"{'curated export (service)':44} {ours_s:8.2f} s  {args.rows / ours_s / 1e6:6.2f} M rows/s")
-    ratio = ours_s / raw_s
+    med = {name: statistics.median(ts) for name, ts in times.items()}
+    print(f"export of {args.rows:,} rows (one per person, 4 quasi-identifiers, k = 5); ingest took {load_s:.1f} s; "
+          f"Parquet written as {EXPORT_PARQUET!r}; medians of {args.repeat}")
+    for name, label in (("raw", "DuckDB COPY parquet -> parquet (raw)"),
+                        ("raw_keyed", "the same COPY with HMAC pseudonyms in SQL"),
+                        ("raw_native", "the same COPY with native HMAC pseudonyms"),
+                        ("own_rows", "DuckDB COPY of the export's own output rows"),
+                        ("ours", "curated export (service)")):
+        print(f"{label:44} {med[name]:8.2f} s  {args.rows / med[name] / 1e6:6.2f} M rows/s")
+    ratio = med["ours"] / med["raw"]
     print(f"{'ratio to raw COPY (target <= 1.5)':44} {ratio:8.2f}x  {'MET' if ratio <= 1.5 else 'NOT MET'}")
-    print(f"{'ratio to the keyed COPY':44} {ours_s / keyed_s:8.2f}x  (what the governor, k-anonymity and "
-          "bookkeeping add)")
-    assert report is not None
+    print(f"{'ratio to the native keyed COPY':44} {med['ours'] / med['raw_native']:8.2f}x  (what the governor, "
+          "k-anonymity and bookkeeping add)")
+    print(f"{'ratio to the COPY of its own output rows':44} {med['ours'] / med['own_rows']:8.2f}x  (against the "
+          "physical limit of writing those rows)")
+    print(f"{'SQL HMAC COPY / native HMAC COPY':44} {med['raw_keyed'] / med['raw_native']:8.2f}x")
     print(f"report: {report['rows_out']:,} rows out, {report['suppressed_rows']:,} suppressed "
           f"({report['suppression_rate']:.2%}), smallest class {report['smallest_class']}, levels {report['quasi_identifiers']}")
     print(machine_line())
+    exported.close()
     deps.store.dispose()
 
 

@@ -1,6 +1,7 @@
 """The dp plan's contribution bounding (policy/dp.py), run on DuckDB before any noise: each
 person adds to at most m groups, 1 to each count and a clamped total to each sum. Only people in
-more than m groups are ranked at random, so both branches of the bounding SQL are exercised."""
+more than m groups are ranked at random, so both branches of the bounding SQL are exercised; with
+one row per person (known from ingest) the per-person step is skipped, with the same result."""
 
 from __future__ import annotations
 
@@ -21,17 +22,20 @@ ROWS = ([(f"p{i}", "abc"[i % 3], 10.0) for i in range(10) for _ in range(3)]
         + [("w", s, 400.0) for s in "abc" for _ in range(2)])
 
 
-def _bounded(max_groups: int) -> dict[str, tuple[int, float]]:
+def _state(max_groups: int) -> AgreementState:
     terms = parse_agreement({
         "name": "t", "provider": "retailer", "recipients": ["brand"], "purposes": ["analytics"],
         "valid_until": "2099-12-31",
         "access": {"mode": "dp", "min_group_size": 5, "epsilon": 10, "epsilon_per_query": 1.0, "delta": 1e-6,
                    "max_groups_per_subject": max_groups, "bounds": {"spend": [0, 500]}},
         "datasets": {"retailer.purchases": {"fields": {"customer_id": "hash", "segment": "raw", "spend": "raw"}}}})
-    state = AgreementState("ag-t", 1, terms, AgreementStatus.ACTIVE, frozenset({"retailer", "brand"}), b"k" * 32)
+    return AgreementState("ag-t", 1, terms, AgreementStatus.ACTIVE, frozenset({"retailer", "brand"}), b"k" * 32)
+
+
+def _bounded(max_groups: int) -> dict[str, tuple[int, float]]:
     table = TableInfo("retailer", "purchases", parse_schema(SCHEMA), len(ROWS), 6)
     plan = govern("SELECT segment, COUNT(*) AS n, SUM(spend) AS s FROM retailer.purchases GROUP BY segment",
-                  QueryContext("brand", "analytics", {"retailer.purchases": table}, (state,)))
+                  QueryContext("brand", "analytics", {"retailer.purchases": table}, (_state(max_groups),)))
     con = duckdb.connect()
     con.execute("CREATE TABLE cg_source (customer_id VARCHAR, segment VARCHAR, spend DOUBLE)")
     con.executemany("INSERT INTO cg_source VALUES (?, ?, ?)", ROWS)
@@ -50,3 +54,28 @@ def test_each_person_adds_to_at_most_m_groups_with_a_clamped_total(max_groups):
         with_w = n - plain[segment]
         assert with_w in (0, 1)
         assert total == pytest.approx(plain[segment] * 30 + with_w * 500)  # w's 800 clamped to 500
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT segment, COUNT(*) AS n, SUM(spend) AS s, MEDIAN(spend) AS m FROM retailer.purchases GROUP BY segment",
+    "SELECT COUNT(*) AS n FROM retailer.purchases",
+    "SELECT AVG(spend) AS a, quantile_cont(spend, 0.9) AS q FROM retailer.purchases WHERE spend > 20",
+])
+def test_one_row_per_person_skips_the_per_person_step_with_the_same_result(sql):
+    """When ingest counted at most one row per subject, the plan aggregates rows directly: the
+    bounded groups (before noise) equal those of the per-person path on the same data, clamping
+    (600 -> 500, -5 -> 0) and a missing value (NULL -> lo) included."""
+    people = [(f"p{i}", "abc"[i % 3], float(i * 7 % 90)) for i in range(30)] + [
+        ("big", "a", 600.0), ("neg", "b", -5.0), ("none", "c", None)]
+    results = []
+    for most in (1, None):
+        table = TableInfo("retailer", "purchases", parse_schema(SCHEMA), len(people), most)
+        plan = govern(sql, QueryContext("brand", "analytics", {"retailer.purchases": table}, (_state(1),)))
+        con = duckdb.connect()
+        con.execute("CREATE TABLE cg_source (customer_id VARCHAR, segment VARCHAR, spend DOUBLE)")
+        con.executemany("INSERT INTO cg_source VALUES (?, ?, ?)", people)
+        con.execute("CREATE SCHEMA retailer")
+        con.execute(f"CREATE VIEW retailer.purchases AS {plan.views[0].select_sql}")
+        results.append(sorted(con.execute(plan.sql).fetchall(), key=repr))
+        assert ("__cg_units" in plan.sql) is (most is None)
+    assert results[0] == results[1]

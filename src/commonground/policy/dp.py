@@ -2,12 +2,15 @@
 person's contribution in SQL. Pure; the noise is added by adapters/dp_noise.py (OpenDP).
 
 Accepted shape: one dp-shared dataset, `SELECT dims..., COUNT(*) | COUNT(DISTINCT subject) |
-SUM(col) | AVG(col) FROM owner.dataset [WHERE ...] GROUP BY dims`; no joins, CTEs, subqueries,
+SUM(col) | AVG(col) | MEDIAN(col) | QUANTILE_CONT(col, q) FROM owner.dataset [WHERE ...] GROUP BY
+dims`; no joins, CTEs, subqueries,
 HAVING, ORDER BY or LIMIT (each would need its own privacy analysis). Bounding, per privacy
 unit: its rows in a group are summed first and the sum clamped to the agreement's `bounds`
 for that column; COUNT counts people (each person adds 1 to a group); and a person adds to at
 most `max_groups_per_subject` groups (chosen at random in the engine). So one person changes
 each count by at most m = max_groups_per_subject and each sum by at most m * max(|lo|, |hi|).
+A quantile is of the people's clamped totals in the group (one value per person, so one person
+changes each group's vector by one element), read back as a histogram on the candidate grid.
 """
 
 from __future__ import annotations
@@ -31,8 +34,9 @@ COUNT = "__cg_n"
 @dataclass(frozen=True)
 class DpAggregate:
     name: str  # output column
-    kind: str  # count | sum | avg
-    bounds: tuple[float, float] | None = None  # sum, avg: clamp of one person's total in a group
+    kind: str  # count | sum | avg | quantile
+    bounds: tuple[float, float] | None = None  # sum, avg, quantile: clamp of one person's total in a group
+    quantile: float | None = None  # quantile: which one, in [0, 1] (0.5 for MEDIAN)
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,8 @@ class DpPlan:
 
     @property
     def measures(self) -> tuple[DpAggregate, ...]:
-        """The aggregates that need a noisy sum (sum and avg)."""
+        """The aggregates over a bounded column (sum, avg, quantile): each has its per-person
+        clamped total in the bounding SQL and its own share of epsilon."""
         return tuple(a for a in self.aggregates if a.kind != "count")
 
 
@@ -90,6 +95,11 @@ def dp_plan(a: Analysis, scopes: list[Scope], lineage: Lineage) -> Plan:
     keys_by_function: dict[str, bytes] = {}
     view = dataset_view(ref, a.own_transforms, keys_by_function, ref.agreement.id)  # type: ignore[union-attr]
     errors_without_values(select)
+    # Ingest counted the rows of every subject of this version (grouped by a 64-bit hash of the
+    # id, so a collision can only raise the count): at most one means each row is one person.
+    # The governed view reads that version's file, or a consent-gated subset of its rows, and
+    # the WHERE clause only drops rows, so the bound holds for every row the query reads.
+    one_row_each = ref.table.max_rows_per_subject == 1
     rows = select.copy()
     rows.set("group", None)
     rows.set("expressions", [exp.alias_(d.copy(), f"{DIM}{i}", quoted=True) for i, (_, d) in enumerate(dims)]
@@ -103,7 +113,7 @@ def dp_plan(a: Analysis, scopes: list[Scope], lineage: Lineage) -> Plan:
                   dp.epsilon_per_query, dp.delta * dp.epsilon_per_query / dp.epsilon if keys else 0.0,
                   dp.max_groups_per_subject)
     return Plan(views=(view,), pseudonym_keys=keys_by_function, columns=tuple(n for n, _ in dims) + tuple(x.name for x in aggregates),
-                sql=_bounded_sql(rows.sql(DIALECT), plan), agreements=(ref.agreement.id,),  # type: ignore[union-attr]
+                sql=_bounded_sql(rows.sql(DIALECT), plan, one_row_each), agreements=(ref.agreement.id,),  # type: ignore[union-attr]
                 datasets=(ref.table.key,), fields=tuple(sorted({f"{ref.table.key}.{c.name}" for c in select.find_all(exp.Column)})),
                 dp=plan)
 
@@ -115,27 +125,68 @@ def _aggregate(a: Analysis, ref: Ref, scope: Scope, lineage: Lineage, body: exp.
         if isinstance(inner, exp.Star) or (isinstance(inner, exp.Column) and lineage.is_subject_key(
                 next(iter(lineage.column(scope, inner)), (-1, "")))):
             return DpAggregate(name, "count")
-    if isinstance(body, (exp.Sum, exp.Avg)) and isinstance(body.this, exp.Column):
-        column = body.this.name
-        if column not in bounds:
-            a.refuse(f"dp: {short(body)} needs clamping bounds for {column}; the agreement's access.bounds has none "
-                     f"(bounded: {', '.join(sorted(bounds)) or 'none'})")
+    column, kind, q = _measured(body)
+    if column is not None:
+        if column.name not in bounds:
+            a.refuse(f"dp: {short(body)} needs clamping bounds for {column.name}; the agreement's access.bounds has "
+                     f"none (bounded: {', '.join(sorted(bounds)) or 'none'})")
             return DpAggregate(name, "count")
-        measures.append(body.this)
-        return DpAggregate(name, "sum" if isinstance(body, exp.Sum) else "avg", bounds[column])
-    a.refuse(f"dp: {short(body)} is not supported under access mode dp; use COUNT(*), SUM(col) or AVG(col) of a "
-             "bounded column, grouped by dimensions")
+        if kind == "quantile" and not (isinstance(q, float) and 0.0 <= q <= 1.0):
+            a.refuse(f"dp: {short(body)} needs a quantile given as a number between 0 and 1")
+            return DpAggregate(name, "count")
+        measures.append(column)
+        return DpAggregate(name, kind, bounds[column.name], q if kind == "quantile" else None)
+    a.refuse(f"dp: {short(body)} is not supported under access mode dp; use COUNT(*), SUM(col), AVG(col), "
+             "MEDIAN(col) or QUANTILE_CONT(col, q) of a bounded column, grouped by dimensions")
     return DpAggregate(name, "count")
 
 
-def _bounded_sql(rows_sql: str, plan: DpPlan) -> str:
+def _measured(body: exp.Expression) -> tuple[exp.Column | None, str, float | None]:
+    """(column, kind, q) of SUM/AVG/MEDIAN/QUANTILE_CONT over a bare column, or (None, "", None).
+    `PERCENTILE_CONT(q) WITHIN GROUP (ORDER BY col)` is the same quantile in standard SQL; a
+    descending order or several keys are not recognised (so refused as unsupported)."""
+    if isinstance(body, (exp.Sum, exp.Avg)) and isinstance(body.this, exp.Column):
+        return body.this, "sum" if isinstance(body, exp.Sum) else "avg", None
+    if isinstance(body, exp.Median) and isinstance(body.this, exp.Column):
+        return body.this, "quantile", 0.5
+    if isinstance(body, exp.PercentileCont) and isinstance(body.this, exp.Column):
+        return body.this, "quantile", _fraction(body.expression)
+    if isinstance(body, exp.WithinGroup) and isinstance(body.this, exp.PercentileCont) \
+            and isinstance(body.expression, exp.Order) and len(body.expression.expressions) == 1:
+        key = body.expression.expressions[0]
+        if isinstance(key, exp.Ordered) and not key.args.get("desc") and isinstance(key.this, exp.Column):
+            return key.this, "quantile", _fraction(body.this.this)
+    return None, "", None
+
+
+def _fraction(node: exp.Expression | None) -> float | None:
+    """A numeric literal's value; anything else (a column, an expression, a string) is None."""
+    if isinstance(node, exp.Literal) and not node.is_string:
+        try:
+            return float(node.this)
+        except ValueError:
+            return None
+    return None
+
+
+def _bounded_sql(rows_sql: str, plan: DpPlan, one_row_each: bool) -> str:
     """Per person and group: their measure totals, clamped; then at most m groups per person;
-    then per group: people and the clamped totals. The noise adapter reads this result."""
+    then per group: people, the clamped totals and, for a quantile, a histogram of the people's
+    clamped totals on the candidate grid (policy/dp.py `grid_bucket`). The noise adapter reads
+    this result.
+
+    With `one_row_each` (one row per person, dp_plan) a person is in one group and their total
+    is their row's value, so the per-person aggregation is skipped: the same result by
+    construction, without reading or hashing the unit (`benchmarks/dp.py --shape people`)."""
     dims = ", ".join(f'"{DIM}{i}"' for i in range(len(plan.dimensions)))
-    clamped = "".join(f', LEAST(GREATEST(SUM("{MEASURE}{j}"), {m.bounds[0]!r}), {m.bounds[1]!r}) AS "{MEASURE}{j}"'  # type: ignore[index]
-                      for j, m in enumerate(plan.measures))
-    totals = "".join(f', SUM("{MEASURE}{j}") AS "{MEASURE}{j}"' for j in range(len(plan.measures)))
+    totals = "".join(f', {_per_group(m, j)} AS "{MEASURE}{j}"' for j, m in enumerate(plan.measures))
     by = f"{dims}, " if dims else ""
+    released = f"SELECT {by}COUNT(*) AS \"{COUNT}\"{totals} FROM __cg_bounded" + (f" GROUP BY {dims}" if dims else "")
+    if one_row_each:  # DuckDB then never reads the unit: its hash is not used
+        replaced = ", ".join(_clamped(m, j, summed=False) for j, m in enumerate(plan.measures))
+        return (f"WITH __cg_rows AS ({rows_sql}), __cg_bounded AS (SELECT *{f' REPLACE ({replaced})' if replaced else ''} "
+                f"FROM __cg_rows) {released}")
+    clamped = "".join(f", {_clamped(m, j, summed=True)}" for j, m in enumerate(plan.measures))
     unit = f'"{PRIVACY_UNIT}"'
     # Only people in more than m groups need a random choice: ranking every person (a window
     # sorted by a random number over all of them) was ~30% of a dp query (docs/privacy.md).
@@ -146,5 +197,53 @@ def _bounded_sql(rows_sql: str, plan: DpPlan) -> str:
             f"__cg_many AS (SELECT {unit} FROM __cg_units GROUP BY {unit} HAVING count(*) > {plan.max_groups}), "
             f"__cg_bounded AS (SELECT * FROM __cg_units ANTI JOIN __cg_many USING ({unit}) UNION ALL BY NAME "
             f"(SELECT * FROM __cg_units SEMI JOIN __cg_many USING ({unit}) QUALIFY row_number() OVER "
-            f"(PARTITION BY {unit} ORDER BY __cg_r) <= {plan.max_groups})) "
-            f"SELECT {by}COUNT(*) AS \"{COUNT}\"{totals} FROM __cg_bounded" + (f" GROUP BY {dims}" if dims else ""))
+            f"(PARTITION BY {unit} ORDER BY __cg_r) <= {plan.max_groups})) {released}")
+
+
+def _clamped(aggregate: DpAggregate, j: int, summed: bool) -> str:
+    """Measure j as one person's total in a group (their rows summed, or their one row), clamped
+    to the column's bounds; no value at all (NULL) becomes lo, as DuckDB's GREATEST skips NULLs."""
+    lo, hi = aggregate.bounds  # type: ignore[misc]
+    column = f'"{MEASURE}{j}"'
+    return f"LEAST(GREATEST({f'SUM({column})' if summed else column}, {lo!r}), {hi!r}) AS {column}"
+
+
+def _per_group(aggregate: DpAggregate, j: int) -> str:
+    """What the noise adapter needs of measure j per group: the clamped totals' sum, or for a
+    quantile their histogram on its candidate grid."""
+    column = f'"{MEASURE}{j}"'
+    if aggregate.kind == "quantile":
+        return f"histogram({grid_bucket(column, aggregate.bounds)})"  # type: ignore[arg-type]
+    return f"SUM({column})"
+
+
+GRID_STEPS = 1000  # a quantile's candidates: lo + i (hi - lo) / 1000, i = 0..999, and hi
+
+
+def grid(bounds: tuple[float, float]) -> list[float]:
+    """A quantile's candidate answers: 1001 evenly spaced points over the column's bounds, so the
+    answer's resolution is 0.1% of the bounded range; the exponential mechanism's error grows only
+    with the log of the number of candidates, so a finer grid costs little accuracy. Computed in
+    the same floating-point steps as `grid_bucket`'s SQL, so both agree to the last bit."""
+    lo, hi = float(bounds[0]), float(bounds[1])
+    return [lo + i * (hi - lo) / GRID_STEPS for i in range(GRID_STEPS)] + [hi]
+
+
+def grid_bucket(value_sql: str, bounds: tuple[float, float]) -> str:
+    """SQL for where a clamped total sits on the grid: 2i when it equals candidate i, 2i + 1 when
+    it lies strictly between candidates i and i + 1. A quantile's scores compare values with
+    candidates only, so a histogram of buckets gives the mechanism exactly the scores of the
+    totals themselves, one entry per person, at the cost of at most 2001 counts per group
+    instead of a list of every person's total. The estimated position can be off by one near a
+    candidate (rounding), so the total is compared with the candidates on both sides (exact
+    unless a grid step is within a few ulps of the bounds' magnitude; even then each person is
+    still one entry, so only the answer's accuracy, never its privacy, could suffer)."""
+    lo, hi = float(bounds[0]), float(bounds[1])
+    near = f"LEAST(GREATEST(floor(({value_sql} - {lo!r}) * {GRID_STEPS} / {hi - lo!r}), 0), {GRID_STEPS - 1})"
+
+    def candidate(i: str) -> str:
+        return f"(CASE WHEN {i} >= {GRID_STEPS} THEN {hi!r} ELSE {lo!r} + {i} * {hi - lo!r} / {GRID_STEPS} END)"
+    below, above = candidate(near), candidate(f"({near} + 1)")
+    return (f"CAST(CASE WHEN {value_sql} < {below} THEN 2 * {near} - 1 WHEN {value_sql} = {below} THEN 2 * {near} "
+            f"WHEN {value_sql} < {above} THEN 2 * {near} + 1 WHEN {value_sql} = {above} THEN 2 * {near} + 2 "
+            f"ELSE 2 * {near} + 3 END AS INTEGER)")
