@@ -26,6 +26,8 @@ class QueryResult:
     sketches: Any = None
     # Access mode dp: the noise the result carries (mechanism, epsilon spent, 95% error bars).
     dp: Any = None
+    # Threshold modes with access.noise: the seeded noise's mechanism and scale per column.
+    noise: Any = None
 
 
 @dataclass(frozen=True)

@@ -45,3 +45,7 @@ def test_a_noisy_median_per_group_lands_near_the_true_one_and_spends_the_query_e
     assert budget["epsilon_spent"] == 10.0 and budget["epsilon_left"] == 10.0
     spends = [e for e in cli("audit", "log", "--json")[1] if e.get("event") == "privacy_spend"]
     assert [s["epsilon"] for s in spends] == [10.0]
+    # What a person reads: the quantile is a grid point, with no interval claimed for it.
+    text = cli("query", "--as", "brand", "--purpose", PURPOSE,
+               "SELECT segment, MEDIAN(spend) AS med FROM retailer.purchases GROUP BY segment")[2]
+    assert "med: one of 1001 grid points 0.1 apart" in text and "no closed-form interval" in text

@@ -9,7 +9,8 @@ import random
 import pytest
 
 from commonground.policy.differencing import (CELLS, DUCKDB_HASH, SPARK_XXHASH64, Released, Sketch,
-                                              differencing_reasons, people_apart, released_groups)
+                                              candidate_window, differencing_reasons, people_apart,
+                                              released_groups)
 
 
 def _sketch(rows_by_person: dict[int, int], scheme: int = DUCKDB_HASH) -> Sketch:
@@ -67,3 +68,43 @@ def test_sketches_of_different_engines_are_not_compared():
     fewer = dict(list(people.items())[1:])
     assert differencing_reasons([Released(_sketch(people), "this query")],
                                 [Released(_sketch(fewer, SPARK_XXHASH64), "x")], 5) == []
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_the_row_count_window_never_drops_a_group_within_k_people(seed):
+    """History prefilter soundness: whenever two groups (each person <= their bound of rows)
+    differ by the rows of 1..k-1 people, the earlier one's row count is inside the new one's
+    window, so it is read and compared."""
+    rng = random.Random(seed)
+    k = rng.randint(2, 12)
+    bound_new, bound_old = rng.randint(1, 9), rng.randint(1, 9)
+    old = {rng.getrandbits(32): rng.randint(1, bound_old) for _ in range(rng.randint(k, 300))}
+    new = dict(old)
+    for person in rng.sample(list(old), rng.randint(1, k - 1)):  # change, drop or swap a few people
+        action = rng.choice(["change", "drop", "swap"])
+        if action == "drop":
+            del new[person]
+        elif action == "swap":
+            del new[person]
+            new[rng.getrandbits(32)] = rng.randint(1, bound_new)
+        else:
+            new[person] = rng.randint(1, min(bound_new, bound_old))
+    apart = sum(old.get(p) != new.get(p) for p in {*old, *new})  # the true number, not the sketch's bound
+    earlier = Released(_sketch(old), "earlier", bound_old)
+    group = Released(_sketch(new), "this query", bound_new)
+    lo, hi = candidate_window(group, bound_old, k)
+    if apart < k:
+        assert lo <= earlier.rows <= hi
+    else:  # only groups >= k people apart may fall outside, and those the check would pass
+        assert apart * max(bound_new, bound_old) >= abs(group.rows - earlier.rows)
+
+
+def test_a_group_of_unknown_bound_reads_the_whole_history():
+    assert candidate_window(Released(_sketch({1: 3}), "this query", None), 5, 10) is None
+    assert candidate_window(Released(_sketch({1: 3, 2: 4}), "this query", 2), None, 10) == (7 - 18, 7 + 18)
+
+
+def test_block_totals_carry_the_blocks_bound():
+    a, b = _sketch({1: 2}), _sketch({2: 3})
+    released = released_groups([[a, b], [a]], [4])
+    assert [(r.rows, r.row_bound) for r in released] == [(2, 4), (3, 4), (2, None), (5, 4)]

@@ -20,12 +20,20 @@ from ..domain.errors import BadInput
 from ..policy.context import Plan, RelationView
 from ..policy.differencing import Sketch
 from ..policy.exports import ExportPlan
-from ..policy.transforms import hmac_sql
 from ..ports import ConsentGate, QueryResult
-from . import consent_base, dp_noise
+from . import consent_base, dp_noise, threshold_noise
 from .anonymiser import Anonymised, anonymise
 from .group_sketch import released_sketches
 from .ingest import file_sha256
+from .keyed_hash import define_pseudonym
+
+# Exports are written at zstd level 1. A pseudonymised export is mostly 64-character hex
+# pseudonyms, entropy no level compresses below 4 bits a character, so the default level 3 spends
+# its time for nothing: writing 1M exported rows took 1.19 s at level 1 against 2.20 s at level 3
+# (medians of 7, load ~5), and the file came out smaller (34.9 MB against 36.4 MB). Negative
+# (fast) levels gained little more time and nearly doubled the file (66-71 MB); turning the
+# dictionary off did not help either (docs/benchmarks.md, export).
+EXPORT_PARQUET = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1"
 
 
 def _quote(path: Path) -> str:
@@ -100,7 +108,7 @@ class DuckDBEngine:
         finally:
             con.close()
         return QueryResult(result.columns, result.rows, result.suppressed_groups, result.exact_recount,
-                           (time.perf_counter() - started) * 1000, result.sketches, result.dp)
+                           (time.perf_counter() - started) * 1000, result.sketches, result.dp, result.noise)
 
     def export(self, plan: ExportPlan, source: Path, gate: ConsentGate | None, dest: Path, fmt: str,
                metadata: Mapping[str, str]) -> Anonymised:
@@ -120,7 +128,7 @@ class DuckDBEngine:
                 result = anonymise(con, f'"{plan.view.schema_name}"."{plan.view.table_name}"', plan)
                 if fmt == "parquet":
                     pairs = ", ".join(f"'{k}': '{v}'" for k, v in metadata.items())
-                    options = f"FORMAT parquet, COMPRESSION zstd, KV_METADATA {{{pairs}}}"
+                    options = f"{EXPORT_PARQUET}, KV_METADATA {{{pairs}}}"
                 else:
                     options = "FORMAT csv, HEADER true"
                 con.execute(f"COPY ({result.select_sql}) TO {_quote(dest)} ({options})")
@@ -164,7 +172,7 @@ class DuckDBEngine:
     def _define(self, con: duckdb.DuckDBPyConnection, plan: Plan, sources: Mapping[str, Path],
                 gates: Mapping[str, tuple[Path, Mapping[str, bool]]]) -> None:
         for name, key in plan.pseudonym_keys.items():
-            con.execute(f"CREATE MACRO {name}(v) AS {hmac_sql(key, 'v')}")
+            define_pseudonym(con, name, key)
         for i, view in enumerate(plan.views):
             path = _quote(Path(sources[view.dataset]).resolve())
             if view.consent:
@@ -220,7 +228,11 @@ class DuckDBEngine:
             else:
                 con.execute(f"CREATE TEMP TABLE {table} AS {group.exact_sql}")
             suppressed += con.execute(f"SELECT count(*) FROM {table} WHERE NOT __cg_ok").fetchone()[0]
-            sketches.append(released_sketches(con, table, group, plan.sketch_salt))
+            by_group = released_sketches(con, table, group, plan.sketch_salt)
+            sketches.append(list(by_group.values()))
+            if plan.noise:
+                threshold_noise.perturb(con, table, group, plan.noise[i], by_group, plan.sketch_salt)
         cursor = con.execute(plan.sql)
         return QueryResult(list(plan.columns), [list(r) for r in cursor.fetchall()], suppressed, exact_recount,
-                           sketches=sketches)
+                           sketches=sketches,
+                           noise=threshold_noise.describe(plan.noise, list(plan.columns)) if plan.noise else None)

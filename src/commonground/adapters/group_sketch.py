@@ -15,7 +15,7 @@ import hashlib
 import duckdb
 
 from ..policy.context import GroupQuery
-from ..policy.differencing import CELLS, KEY, UNIT, Sketch
+from ..policy.differencing import CELLS, KEY, UNIT, WEIGHT, Sketch
 
 
 def sketch_key(salt: bytes) -> int:
@@ -25,22 +25,30 @@ def sketch_key(salt: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(salt, digest_size=8, person=b"cg-sketch").digest(), "little")
 
 
-def released_sketches(con: duckdb.DuckDBPyConnection, table: str, group: GroupQuery, salt: bytes) -> list[Sketch]:
-    """One sketch per released group of `table`, in no particular order."""
+def released_sketches(con: duckdb.DuckDBPyConnection, table: str, group: GroupQuery, salt: bytes) -> dict[int, Sketch]:
+    """One sketch per released group of `table`, by the group's rowid there (seeded noise is
+    drawn per group from its sketch: adapters/threshold_noise.py)."""
     if group.sketch_sql is None:
-        return []
+        return {}
     keys = [f'"{KEY}{i}"' for i in range(group.sketch_keys)]
     on = " AND ".join(f"c.{k} IS NOT DISTINCT FROM g.{k}" for k in keys) or "TRUE"
     listed = "".join(f"{k}, " for k in keys)
     # Aggregate the rows per (group keys, cell) first, then join the few aggregated rows to the
-    # released groups: one pass over the rows, no join at row level.
+    # released groups: one pass over the rows, no join at row level. A weighted row (one that
+    # stands for several base rows after an inner aggregation) counts as that many rows, in
+    # HUGEINT since weight * x^2 can pass 2^64.
+    if group.sketch_weighted:
+        weight = f", CAST(r.\"{WEIGHT}\" AS HUGEINT) AS w"
+        sums = "sum(w) AS n, sum(w * x) AS s, sum(w * x * x) AS q"
+    else:
+        weight, sums = "", "count(*) AS n, sum(x) AS s, sum(x * x) AS q"
     sql = (f"WITH r AS ({group.sketch_sql}), "
-           f"h AS (SELECT {listed}hash(r.\"{UNIT}\", $key::UBIGINT) >> 32 AS x FROM r), "
-           f"c AS (SELECT {listed}CAST(x % {CELLS} AS INTEGER) AS cell, count(*) AS n, sum(x) AS s, sum(x * x) AS q "
+           f"h AS (SELECT {listed}hash(r.\"{UNIT}\", $key::UBIGINT) >> 32 AS x{weight} FROM r), "
+           f"c AS (SELECT {listed}CAST(x % {CELLS} AS INTEGER) AS cell, {sums} "
            f"FROM h GROUP BY ALL), "
-           f"g AS (SELECT row_number() OVER () AS gid{''.join(', ' + k for k in keys)} FROM {table} WHERE __cg_ok) "
+           f"g AS (SELECT rowid AS gid{''.join(', ' + k for k in keys)} FROM {table} WHERE __cg_ok) "
            f"SELECT g.gid, c.cell, c.n, c.s, c.q FROM c JOIN g ON {on}")
     cells: dict[int, list[tuple[int, int, int, int]]] = {}
     for gid, cell, rows, total, square in con.execute(sql, {"key": sketch_key(salt)}).fetchall():
         cells.setdefault(gid, []).append((cell, rows, total, square))
-    return [Sketch.from_cells(c) for c in cells.values()]
+    return {gid: Sketch.from_cells(c) for gid, c in cells.items()}

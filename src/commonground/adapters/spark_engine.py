@@ -38,7 +38,7 @@ from sqlglot import exp
 
 from ..domain.errors import BadInput
 from ..policy.context import GroupQuery, Plan, RelationView
-from ..policy.differencing import CELLS, KEY, SPARK_XXHASH64, UNIT, Sketch
+from ..policy.differencing import CELLS, KEY, SPARK_XXHASH64, UNIT, WEIGHT, Sketch
 from ..policy.transforms import PSEUDONYM_PREFIX, hmac_sql
 from ..ports import ConsentGate, QueryResult
 from .duckdb_engine import DuckDBEngine, QueryTimeout, _query_error
@@ -222,6 +222,8 @@ class SparkEngine:
         if plan.dp is not None:
             raise BadInput("access mode dp runs on the DuckDB engine only (its noise and contribution bounding "
                            "are not implemented for Spark); set COMMONGROUND_ENGINE=duckdb")
+        if plan.noise:
+            raise BadInput("seeded noise (access.noise) runs on the DuckDB engine only; set COMMONGROUND_ENGINE=duckdb")
         pseudonyms = self._pseudonyms(plan)
         if not plan.governed:
             df = spark.sql(self._translate(plan.sql, names, pseudonyms))
@@ -268,10 +270,11 @@ class SparkEngine:
         sql = (f"WITH r AS ({rows}), "
                f"g AS (SELECT row_number() OVER (ORDER BY 1) AS gid{''.join(', ' + k for k in keys)} "
                f"FROM __cg_groups_{i} WHERE __cg_ok), "
-               f"h AS (SELECT g.gid, shiftrightunsigned(xxhash64(CAST(r.`{UNIT}` AS STRING), :salt), 32) AS x "
+               f"h AS (SELECT g.gid, shiftrightunsigned(xxhash64(CAST(r.`{UNIT}` AS STRING), :salt), 32) AS x, "
+               f"{f'CAST(r.`{WEIGHT}` AS DECIMAL(38, 0))' if group.sketch_weighted else '1'} AS w "
                f"FROM r JOIN g ON {on}) "
-               f"SELECT gid, CAST(x % {CELLS} AS INT) AS cell, count(*) AS n, sum(x) AS s, "
-               f"sum(CAST(x AS DECIMAL(38, 0)) * x) AS q FROM h GROUP BY gid, CAST(x % {CELLS} AS INT)")
+               f"SELECT gid, CAST(x % {CELLS} AS INT) AS cell, sum(w) AS n, sum(w * x) AS s, "
+               f"sum(w * CAST(x AS DECIMAL(38, 0)) * x) AS q FROM h GROUP BY gid, CAST(x % {CELLS} AS INT)")
         cells: dict[int, list[tuple[int, int, int, int]]] = {}
         for row in spark.sql(sql, args={"salt": salt.hex()}).collect():
             cells.setdefault(row["gid"], []).append((row["cell"], row["n"], int(row["s"]), int(row["q"])))

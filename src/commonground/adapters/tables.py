@@ -11,7 +11,7 @@ from sqlalchemy import (BigInteger, Column, DateTime, ForeignKey, Index, Integer
 metadata = MetaData()
 
 # The newest migration in adapters/migrations/versions; a store behind it is upgraded on open.
-SCHEMA_REVISION = "0011"
+SCHEMA_REVISION = "0012"
 
 parties = Table(
     "parties", metadata,
@@ -426,7 +426,13 @@ released_groups = Table(
     Column("ledger_index", BigInteger, nullable=False),
     Column("sketch", LargeBinary, nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
-    Index("ix_released_groups_recipient", "agreement_id", "recipient"),
+    # The group's rows (weighted, as the sketch counts them) and the most of them one person can
+    # have (None: unknown), so the differencing check reads only groups whose row counts are
+    # within (k-1) x bound of a new one's (migration 0012; NULL before it: always read).
+    Column("sketch_rows", BigInteger),
+    Column("row_bound", BigInteger),
+    Index("ix_released_groups_rows", "agreement_id", "recipient", "sketch_rows"),
+    Index("ix_released_groups_bound", "agreement_id", "recipient", "row_bound"),
 )
 
 # Differential-privacy spending per (agreement, recipient): the budget left is the agreement's

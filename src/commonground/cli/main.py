@@ -348,8 +348,15 @@ def query(sql: str, party: str = AsOpt, purpose: str = typer.Option(..., "--purp
             bars = ", ".join(f"{c} ± {w:g}" for c, w in dp["ci95_half_width"].items())
             out.print(f"differentially private: epsilon {dp['epsilon_spent']:g} spent, {dp['epsilon_left']:g} of "
                       f"{dp['budget_epsilon']:g} left; 95% interval {bars}", markup=False)
+            for name, note in dp.get("quantiles", {}).items():
+                out.print(f"  {name}: one of {note['candidates']} grid points {note['grid_step']:g} apart, over "
+                          f"{note['of']}; no closed-form interval", markup=False)
         elif plan.governed:
             out.print(f"k = {plan.min_group_size}; groups suppressed below k: {result.suppressed_groups}")
+            if "noise" in data:  # seeded noise (threshold modes): say which values and how much
+                scales = ", ".join(f"{c} ({', '.join(f'{k} {v:g}' for k, v in s.items())})"
+                                   for c, s in data["noise"]["scales"].items())
+                out.print(f"{data['noise']['mechanism']}, Laplace scale: {scales}", markup=False)
     emit(data, json_out, human)
 
 

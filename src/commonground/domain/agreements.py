@@ -280,10 +280,16 @@ def parse_agreement(doc: Any) -> AgreementTerms:
     join_keys = tuple(str(j) for j in join_keys)
     if mode is AccessMode.JOIN and not join_keys:
         raise BadInput("agreement: access mode join needs at least one join key")
+    privacy = parse_privacy_terms(access, mode is AccessMode.DP, mode in (AccessMode.AGGREGATE, AccessMode.JOIN))
+    if privacy.noise is not None:
+        shown = {column for grant in grants for column in grant.visible()}
+        unknown_sums = sorted(set(privacy.noise.sums) - shown)
+        if unknown_sums:
+            raise BadInput(f"agreement: access.noise.sum names {unknown_sums}, not fields the agreement shows")
     return AgreementTerms(name, provider, recipients, tuple(purposes), valid_until,
                           tuple(grants), mode, k, join_keys, valid_from, quasi, hierarchies, max_suppression,
                           parse_code_terms(access) if mode is AccessMode.CODE else None,
-                          privacy=parse_privacy_terms(access, mode is AccessMode.DP))
+                          privacy=privacy)
 
 
 def _rows_terms(access: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, tuple[Transform | None, ...]], float]:

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 from .errors import BadInput
 
-PRIVACY_KEYS = frozenset({"filterable", "epsilon", "delta", "epsilon_per_query",
+PRIVACY_KEYS = frozenset({"filterable", "noise", "epsilon", "delta", "epsilon_per_query",
                           "max_groups_per_subject", "bounds"})
 DP_KEYS = frozenset({"epsilon", "delta", "epsilon_per_query", "max_groups_per_subject", "bounds"})
 MAX_EPSILON = 20.0  # AWS Clean Rooms' ceiling; more is not privacy
@@ -39,24 +39,42 @@ class DpTerms:
 
 
 @dataclass(frozen=True)
+class NoiseTerms:
+    """Threshold modes: Laplace scales of the seeded noise added to released COUNTs (`count`) and
+    to SUMs and AVGs of the named columns (`sums`). A perturbation against averaging repeated
+    answers, not a differential-privacy guarantee (docs/privacy.md §3)."""
+
+    count: float
+    sums: Mapping[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"count": self.count, **({"sum": dict(self.sums)} if self.sums else {})}
+
+
+@dataclass(frozen=True)
 class PrivacyTerms:
     """`filterable`: quasi-identifying columns the provider lets the recipient compare with values
-    (AWS Clean Rooms' allow-list); `dp`: access mode dp's budget and bounds."""
+    (AWS Clean Rooms' allow-list); `noise`: seeded noise in threshold modes; `dp`: access mode
+    dp's budget and bounds."""
 
     filterable: tuple[str, ...] = ()
     dp: DpTerms | None = None
+    noise: NoiseTerms | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if self.filterable:
             out["filterable"] = list(self.filterable)
+        if self.noise is not None:
+            out["noise"] = self.noise.to_dict()
         if self.dp is not None:
             out.update(self.dp.to_dict())
         return out
 
 
-def parse_privacy_terms(access: Mapping[str, Any], dp_mode: bool) -> PrivacyTerms:
-    """The privacy keys of an agreement's `access` mapping (docs/privacy.md)."""
+def parse_privacy_terms(access: Mapping[str, Any], dp_mode: bool, threshold_mode: bool = False) -> PrivacyTerms:
+    """The privacy keys of an agreement's `access` mapping (docs/privacy.md). `threshold_mode`:
+    aggregate or join, the modes whose released aggregates seeded noise can perturb."""
     filterable = access.get("filterable", [])
     if isinstance(filterable, str):
         filterable = [filterable]
@@ -65,7 +83,36 @@ def parse_privacy_terms(access: Mapping[str, Any], dp_mode: bool) -> PrivacyTerm
     given = set(access) & DP_KEYS
     if given and not dp_mode:
         raise BadInput(f"agreement: {', '.join(sorted(given))} belong to access mode dp")
-    return PrivacyTerms(tuple(filterable), _dp_terms(access) if dp_mode else None)
+    noise = None
+    if "noise" in access:
+        if not threshold_mode:
+            raise BadInput("agreement: access.noise applies to access modes aggregate and join "
+                           "(mode dp adds its own noise)")
+        noise = _noise_terms(access["noise"])
+    return PrivacyTerms(tuple(filterable), _dp_terms(access) if dp_mode else None, noise)
+
+
+MAX_NOISE_SCALE = 1e12
+
+
+def _noise_terms(spec: Any) -> NoiseTerms:
+    """`{count: 2, sum: {spend: 50}}`: the Laplace scale (> 0) for COUNTs, required, and for the
+    SUMs/AVGs of each named column; a SUM or AVG of a column not named is refused at query time."""
+    if not isinstance(spec, dict) or set(spec) - {"count", "sum"}:
+        raise BadInput("agreement: access.noise must be a mapping {count: scale, sum: {field: scale}}")
+    count = _scale("access.noise.count", spec.get("count"))
+    sums = spec.get("sum", {})
+    if not isinstance(sums, dict):
+        raise BadInput("agreement: access.noise.sum must map a numeric field to its noise scale")
+    return NoiseTerms(count, {str(c): _scale(f"access.noise.sum.{c}", v) for c, v in sums.items()})
+
+
+def _scale(where: str, value: Any) -> float:
+    if value is None:
+        raise BadInput(f"agreement: {where} is required: the Laplace scale of the noise")
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= MAX_NOISE_SCALE:
+        raise BadInput(f"agreement: {where} must be a number > 0 (a Laplace scale), got {value!r}")
+    return float(value)
 
 
 def _dp_terms(access: Mapping[str, Any]) -> DpTerms:

@@ -87,6 +87,12 @@ class GroupQuery:
     # which the engine sketches each released group for the differencing check (policy/differencing.py).
     sketch_sql: str | None = None
     sketch_keys: int = 0
+    # Whether the sketch rows carry `__cg_weight` (base rows behind a row after an inner
+    # aggregation) instead of counting 1 each.
+    sketch_weighted: bool = False
+    # Most sketch rows one person can have (the row-count bound of the fast path), None when
+    # unknown; the differencing history reads only groups whose row counts could be close.
+    sketch_row_bound: int | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,9 @@ class Plan:
     # Access mode dp: `sql` yields the contribution-bounded aggregates, and this says how the
     # engine's noise adapter releases them (policy/dp.py).
     dp: Any = None
+    # Threshold modes with `access.noise`: per group table, the released values that get seeded
+    # noise (policy/noise.py); empty when no agreement of the query asks for noise.
+    noise: tuple[Any, ...] = ()
 
     @property
     def governed(self) -> bool:

@@ -15,6 +15,11 @@ checked exactly; any other non-zero cell holds at least two people. So
 `people_apart(a, b)` = pure cells + 2 x impure cells is a lower bound on the number of people
 whose rows differ, exact unless three or more such people share a cell (rare for k << CELLS;
 then it errs towards refusing). Identical multisets (a repeated query) give 0 and pass.
+
+A row that stands for several base rows (after an inner aggregation, carried up by the rewrite
+as a weight w) adds (w, w*x, w*x^2): the sketch counts base rows, so one person's dropped row
+inside a per-person CTE still shows. The history is read through `candidate_window`: groups
+whose row counts differ by more than (k-1) x the rows one person can have are >= k people apart.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ _HALF = 1 << 63
 _FORMAT = f"<B{CELLS}q{CELLS}Q{CELLS}Q"
 DUCKDB_HASH, SPARK_XXHASH64 = 0, 1  # sketch schemes
 UNIT = "__cg_unit"
+WEIGHT = "__cg_weight"
 KEY = "__cg_key_"
 
 
@@ -104,6 +110,24 @@ class Released:
 
     sketch: Sketch
     where: str  # "this query" or "your query at ledger entry N"
+    row_bound: int | None = None  # most sketch rows one person can have in it; None: unknown
+
+    @property
+    def rows(self) -> int:
+        return sum(self.sketch.rows)
+
+
+def candidate_window(group: Released, history_bound: int | None, k: int) -> tuple[int, int] | None:
+    """The row counts an earlier group must have to be within k-1 people of `group`, or None
+    when any could be. If fewer than k people's rows differ between G and H, each by at most
+    max(bound_G, bound_H) rows, then |rows(G) - rows(H)| <= (k-1) x max(bound_G, bound_H): so
+    with R = the larger of G's bound and the largest bound in the history (`history_bound`),
+    only groups with rows in rows(G) +- (k-1) x R can be refused. Groups of unknown bound
+    are read whatever their rows (the store adds them)."""
+    if group.row_bound is None:
+        return None
+    reach = (k - 1) * max(group.row_bound, history_bound or 0)
+    return group.rows - reach, group.rows + reach
 
 
 def differencing_reasons(new: Sequence[Released], earlier: Sequence[Released], k: int) -> list[str]:
@@ -123,26 +147,33 @@ def differencing_reasons(new: Sequence[Released], earlier: Sequence[Released], k
     return []
 
 
-def released_groups(blocks: Sequence[Sequence[Sketch]]) -> list[Released]:
+def released_groups(blocks: Sequence[Sequence[Sketch]], bounds: Sequence[int | None] = ()) -> list[Released]:
     """Each released group of a result (`blocks`: per output block), and each block's released
     groups together: a GROUP BY's groups partition its rows, so their sum is released too (a
-    total beside them would reveal the suppressed groups by subtraction)."""
-    released = [Released(s, "this query") for block in blocks for s in block]
-    released += [Released(functools.reduce(operator.add, block), "this query") for block in blocks if len(block) > 1]
+    total beside them would reveal the suppressed groups by subtraction). `bounds`: per block,
+    the most sketch rows one person has (GroupQuery.sketch_row_bound); it bounds the block's
+    total too, since a person's rows in all its groups are their rows in the block."""
+    per_block = [*bounds, *[None] * (len(blocks) - len(bounds))]  # a block without a bound: unknown
+    released = [Released(s, "this query", bound) for block, bound in zip(blocks, per_block) for s in block]
+    released += [Released(functools.reduce(operator.add, block), "this query", bound)
+                 for block, bound in zip(blocks, per_block) if len(block) > 1]
     return released
 
 
-def sketch_query(select: exp.Select, unit: exp.Expression) -> tuple[str, int]:
-    """The rows behind each group of an output SELECT: its GROUP BY keys and each row's privacy
-    unit, before aggregation (and before HAVING, which the group table applies). Returns the
-    SQL and the number of keys; the engine joins it to the released groups on the keys."""
+def sketch_query(select: exp.Select, unit: exp.Expression, weight: exp.Expression | None = None) -> tuple[str, int]:
+    """The rows behind each group of an output SELECT: its GROUP BY keys, each row's privacy
+    unit and, when an inner aggregation sits below, how many base rows the row stands for
+    (`weight`, carried up by the rewrite), before aggregation (and before HAVING, which the group
+    table applies). Returns the SQL and the number of keys; the engine joins it to the released
+    groups on the keys and sums the weights instead of counting rows."""
     rows = select.copy()
     group = rows.args.get("group")
     keys = [k.copy() for k in group.expressions] if group else []
     for arg in ("group", "having", "order", "limit", "offset", "distinct", "qualify"):
         rows.set(arg, None)
     rows.set("expressions", [exp.alias_(k, f"{KEY}{i}", quoted=True, copy=False) for i, k in enumerate(keys)]
-             + [exp.alias_(unit.copy(), UNIT, quoted=True, copy=False)])
+             + [exp.alias_(unit.copy(), UNIT, quoted=True, copy=False)]
+             + ([exp.alias_(weight.copy(), WEIGHT, quoted=True, copy=False)] if weight is not None else []))
     return rows.sql(DIALECT, copy=False), len(keys)
 
 

@@ -15,12 +15,15 @@ from sqlglot.optimizer.scope import Scope
 
 from ..domain.agreements import Transform, TransformKind
 from ..domain.errors import Refused
-from . import differencing, transforms
+from . import differencing, noise, transforms
 from .analysis import (DIALECT, INJECTIVE, PRIVACY_UNIT, Analysis, Lineage, Ref, branches, conjuncts,
                        is_aggregating, output_scopes, short)
 from .context import GroupQuery, Plan, RelationView
 
 PrivacyUnits = list[tuple[exp.Expression, int | None]]  # (expression in a scope, bound on rows per subject)
+# The column through which a derived table carries how many base rows each of its rows stands
+# for (after an inner aggregation), so the differencing sketch counts base rows (docs/privacy.md §2).
+WEIGHT = "__cg_w"
 
 
 def rewrite(a: Analysis, scopes: list[Scope], lineage: Lineage) -> Plan:
@@ -32,14 +35,20 @@ def rewrite(a: Analysis, scopes: list[Scope], lineage: Lineage) -> Plan:
         if ref.table.key not in views:
             views[ref.table.key] = dataset_view(ref, a.own_transforms, keys, elide)
     errors_without_values(a.tree)
-    pus = _propagate_privacy_units(a, scopes, lineage)
+    pus, weights = _propagate_privacy_units(a, scopes, lineage)
     k = max(r.agreement.terms.min_group_size for r in refs.values() if r.agreement)
     root = a.tree
     columns = _unique([s.alias_or_name for s in root.selects])
     groups: list[GroupQuery] = []
     outputs: list[exp.Select] = []
+    noises: list[noise.BlockNoise] = []
     for i, scope in enumerate(output_scopes(scopes)):
-        groups.append(_group_query(scope.expression, pus[id(scope.expression)], columns, k))
+        hidden: list[exp.Expression] = []
+        if noise.has_noise(a):
+            block, hidden = noise.block_noise(a, scope, columns)
+            noises.append(block)
+        groups.append(_group_query(scope.expression, pus[id(scope.expression)], weights.get(id(scope.expression)),
+                                   columns, k, hidden))
         outputs.append(
             exp.select(*[exp.column(c, quoted=True) for c in columns])
             .from_(exp.Table(this=exp.to_identifier(f"__cg_groups_{i}"))).where(exp.column("__cg_ok"))
@@ -63,21 +72,25 @@ def rewrite(a: Analysis, scopes: list[Scope], lineage: Lineage) -> Plan:
         datasets=tuple(sorted(views)),
         fields=tuple(fields),
         sketch_salt=refs_by_agreement[0].agreement.hash_key,  # type: ignore[union-attr]
+        noise=tuple(noises),
     )
 
 
 _THRESHOLD = "__cg_threshold"  # a placeholder no query can contain: `__cg` names are refused
 
 
-def _group_query(select: exp.Select, units: PrivacyUnits, columns: list[str], k: int) -> GroupQuery:
-    """The group table's SQL, generated once with a placeholder for the threshold columns."""
+def _group_query(select: exp.Select, units: PrivacyUnits, weight: exp.Expression | None, columns: list[str],
+                 k: int, hidden: list[exp.Expression]) -> GroupQuery:
+    """The group table's SQL, generated once with a placeholder for the threshold columns.
+    `hidden`: extra columns the engine needs and the output does not show (AVG's SUM and COUNT
+    under seeded noise)."""
     assert units, "checks refuse output that does not read others' data"
-    sketch_sql, sketch_keys = differencing.sketch_query(select, units[0][0])
+    sketch_sql, sketch_keys = differencing.sketch_query(select, units[0][0], weight)
     inner = select.copy()
     for arg in ("order", "limit", "offset"):
         inner.set(arg, None)
     inner.set("expressions", [exp.alias_(p.unalias(), c, quoted=True, copy=False) for p, c in zip(inner.selects, columns)]
-              + differencing.group_keys(inner) + [exp.column(_THRESHOLD, quoted=True)])
+              + differencing.group_keys(inner) + hidden + [exp.column(_THRESHOLD, quoted=True)])
     template = inner.sql(DIALECT, copy=False)
     placeholder = exp.column(_THRESHOLD, quoted=True).sql(DIALECT)
     assert template.count(placeholder) == 1
@@ -88,7 +101,10 @@ def _group_query(select: exp.Select, units: PrivacyUnits, columns: list[str], k:
         threshold = _threshold(units, k, exact, rows_are_units)
         return template.replace(placeholder, ", ".join(e.sql(DIALECT) for e in threshold))
     fast = fill(exact=False) if all(m is not None for _, m in units) else None
-    return GroupQuery(fast, fill(exact=True), sketch_sql, sketch_keys)
+    # Without a weight a sketch row is an output-level row, of which one person has at most the
+    # fast path's bound; a weighted row stands for base rows of an inner level, not bounded here.
+    return GroupQuery(fast, fill(exact=True), sketch_sql, sketch_keys, sketch_weighted=weight is not None,
+                      sketch_row_bound=None if weight is not None else units[0][1])
 
 
 def errors_without_values(tree: exp.Expression) -> None:
@@ -183,28 +199,76 @@ def consent_source(consent: str | None) -> exp.Table:
 # privacy units
 
 
-def _propagate_privacy_units(a: Analysis, scopes: list[Scope], lineage: Lineage) -> dict[int, PrivacyUnits]:
+def _propagate_privacy_units(a: Analysis, scopes: list[Scope], lineage: Lineage
+                             ) -> tuple[dict[int, PrivacyUnits], dict[int, exp.Expression]]:
     """Carry each protected reference's subject column up through derived tables and CTEs.
 
     Returns, for every SELECT, the privacy-unit expressions available in it and a bound on
-    how many rows one subject can have there (None when no bound is known).
+    how many rows one subject can have there (None when no bound is known); and, for every
+    SELECT some of whose rows stand for several base rows (an inner aggregation below it), the
+    expression of that multiplicity.
     """
     outputs = {id(s.expression) for s in output_scopes(scopes)}
     exported: dict[int, list[tuple[str, int | None]]] = {}  # scope expression -> [(column, bound)]
+    weighted: set[int] = set()  # scope expressions that export a WEIGHT column
     available: dict[int, PrivacyUnits] = {}
+    weights: dict[int, exp.Expression] = {}
     for index, scope in enumerate(scopes):
         node = scope.expression
         if isinstance(node, exp.SetOperation):
             exported[id(node)] = _set_operation_units(node, exported)
+            if any(id(b) in weighted for b in branches(node)):
+                weighted.add(id(node))
             continue
         if not isinstance(node, exp.Select):
             continue
         units = _units_in_select(a, scope, lineage, exported)
         available[id(node)] = units
+        weight = _weight_in_select(scope, weighted)
+        if weight is not None:
+            weights[id(node)] = weight
         if id(node) in outputs or scope.is_subquery:
             continue
         exported[id(node)] = _export_units(scope, node, units, lineage, index)
-    return available
+        if units and _export_weight(node, weight):  # no units: nothing of others' data to sketch
+            weighted.add(id(node))
+    return available, weights
+
+
+def _weight_in_select(scope: Scope, weighted: set[int]) -> exp.Expression | None:
+    """How many base rows a row of this SELECT stands for: the product of its derived sources'
+    weights (a source without one, or an outer join's missing side, counts 1); None when no
+    source is weighted."""
+    factors: list[exp.Expression] = []
+    for alias, source in scope.selected_sources.items():
+        source_node = source[1] if isinstance(source, tuple) else source
+        if isinstance(source_node, Scope) and id(source_node.expression) in weighted:
+            factors.append(exp.func("COALESCE", exp.column(WEIGHT, table=alias, quoted=True), exp.Literal.number(1)))
+    if not factors:
+        return None
+    return functools.reduce(lambda x, y: exp.Mul(this=x, expression=y), factors)
+
+
+def _export_weight(node: exp.Select, weight: exp.Expression | None) -> bool:
+    """Add WEIGHT to an inner SELECT's output when its rows stand for more than one base row
+    each: an aggregation's row stands for the base rows of its group, so per-person totals
+    still show the sketch how many rows each person had (a row filtered out inside the
+    aggregation changes the sketch). In a set operation every branch exports it (1 if need
+    be), since branches line columns up by position. DISTINCT keeps its rows' weight 1: a
+    weight column would keep rows apart that DISTINCT merges."""
+    grouped = is_aggregating(node)
+    in_set = _in_set_operation(node)
+    if node.args.get("distinct") or not (grouped or weight is not None):
+        if in_set:
+            node.select(exp.alias_(exp.Literal.number(1), WEIGHT, quoted=True), copy=False)
+        return False
+    if grouped:
+        value: exp.Expression = (exp.Count(this=exp.Star()) if weight is None
+                                 else exp.Sum(this=weight.copy()))
+    else:
+        value = weight.copy() if weight is not None else exp.Literal.number(1)
+    node.select(exp.alias_(value, WEIGHT, quoted=True, copy=False), copy=False)
+    return True
 
 
 def _set_operation_units(node: exp.SetOperation, exported) -> list[tuple[str, int | None]]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..domain.errors import BadInput
 from ..policy.context import Plan
-from ..policy.differencing import Released, Sketch, differencing_reasons, released_groups
+from ..policy.differencing import Released, Sketch, candidate_window, differencing_reasons, released_groups
 from ..ports import QueryResult
 from .agreements import show
 from .deps import Deps
@@ -24,15 +24,24 @@ def differencing_refusal(deps: Deps, conn: Any, party: str, plan: Plan, result: 
         return []
     if result.sketches is None:
         return [NO_SKETCHES]
-    earlier = [Released(Sketch.from_bytes(data), f"your query at ledger entry {index}")
-               for index, data in deps.store.released_sketches(conn, plan.agreements, party)]
-    return differencing_reasons(released_groups(result.sketches), earlier, plan.min_group_size)
+    new = _released(plan, result)
+    history_bound = deps.store.released_bound(conn, plan.agreements, party)
+    windows = [candidate_window(group, history_bound, plan.min_group_size) for group in new]
+    earlier = [Released(Sketch.from_bytes(data), f"your query at ledger entry {index}", bound)
+               for index, data, bound in deps.store.released_sketches(
+                   conn, plan.agreements, party, None if None in windows else windows)]  # type: ignore[arg-type]
+    return differencing_reasons(new, earlier, plan.min_group_size)
 
 
 def remember_release(deps: Deps, conn: Any, party: str, plan: Plan, result: QueryResult, ledger_index: int) -> None:
     if plan.groups and result.sketches is not None:
         deps.store.insert_released_sketches(conn, plan.agreements, party,
-                                            [r.sketch.to_bytes() for r in released_groups(result.sketches)], ledger_index, deps.now())
+                                            [(r.sketch.to_bytes(), r.rows, r.row_bound) for r in _released(plan, result)],
+                                            ledger_index, deps.now())
+
+
+def _released(plan: Plan, result: QueryResult) -> list[Released]:
+    return released_groups(result.sketches, [group.sketch_row_bound for group in plan.groups])
 
 
 def budget(deps: Deps, party: str, agreement_id: str) -> dict[str, Any]:

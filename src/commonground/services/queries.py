@@ -122,7 +122,8 @@ def result_json(result: QueryResult, plan: Plan) -> dict[str, Any]:
     return {"columns": result.columns, "rows": [[plain(v) for v in row] for row in result.rows],
             "suppressed_groups": result.suppressed_groups, "governed": plan.governed,
             "min_group_size": plan.min_group_size, "agreements": list(plan.agreements),
-            "elapsed_ms": round(result.elapsed_ms, 1), **({"dp": result.dp} if result.dp else {})}
+            "elapsed_ms": round(result.elapsed_ms, 1), **({"dp": result.dp} if result.dp else {}),
+            **({"noise": result.noise} if result.noise else {})}
 
 
 def plain(value: Any) -> Any:
