@@ -10,8 +10,8 @@ output): rows, size, repeated groups, the people behind each group, output value
 inputs' identifiers, and personal data found by the PII scanner. The pure rules in
 `policy/code_release.py` turn those facts into refusals.
 
-The views are bound with the query engine's own connection set-up (`DuckDBEngine._connect`,
-`_define`, `_consented`) rather than a copy of it, so an analysis reads exactly what a query would.
+The views are bound by the query engine's own `DuckDBEngine.governed_connection` rather than a
+copy of its set-up, so an analysis reads exactly what a query would.
 """
 
 from __future__ import annotations
@@ -62,40 +62,40 @@ def run_code(plan: CodePlan, sources: Mapping[str, Path], gates: Mapping[str, Co
     as_plan = Plan(views=views, pseudonym_keys=plan.pseudonym_keys, columns=(), sql="", datasets=plan.datasets)
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    bound = {v.dataset: engine._consented(v, Path(sources[v.dataset]), gates.get(v.dataset)) for v in views if v.consent}
     (scratch / "inputs").mkdir(parents=True, exist_ok=True)
     files = {i.key: scratch / "inputs" / f"{n}.arrow" for n, i in enumerate(plan.inputs)}
     output = scratch / "result.parquet"  # the child's Arrow output, validated and rewritten by the host
-    con = engine._connect([Path(sources[d]) for d in plan.datasets] + [b for b, _ in bound.values()]
-                          + [output])
     try:
-        engine._define(con, as_plan, sources, bound)
-        con.execute("SET lock_configuration = true")
-        for i in plan.inputs:
-            _write_arrow(con, f"SELECT * EXCLUDE ({_ident(PRIVACY_UNIT)}) FROM {_view(i.key)}", files[i.key])
-        timings["materialise_s"] = time.perf_counter() - started
-        outcome = run_analysis(source, files, scratch, plan.terms)
-        timings["sandbox_s"] = outcome.seconds
-        if outcome.output is None:
-            return CodeOutcome(None, None, outcome.failure, timings)
-        started = time.perf_counter()
-        try:
-            table = pa.ipc.open_file(pa.memory_map(str(outcome.output))).read_all()
-            table.validate(full=True)
-        except (pa.ArrowException, OSError, ValueError) as e:  # the kind only: the file is the analysis's
-            return CodeOutcome(None, None, f"the result is not a readable Arrow table ({type(e).__name__})", timings)
-        pq.write_table(table, output, compression="zstd")
-        try:
-            facts = _measure(con, plan, declared, output)
-        except duckdb.Error as e:  # a value the checks cannot compare: withheld, like anything unchecked
-            return CodeOutcome(None, None, f"the result could not be checked ({type(e).__name__})", timings)
-        timings["checks_s"] = time.perf_counter() - started
-        return CodeOutcome(output, facts, None, timings)
+        with engine.governed_connection(as_plan, sources, gates, [output]) as con:
+            return _run_in(con, plan, files, scratch, output, source, declared, timings, started)
     except duckdb.Error as e:
         raise BadInput(f"preparing the analysis's inputs failed ({type(e).__name__}); the message is withheld "
                        "because it could quote values of others' data") from None
-    finally:
-        con.close()
+
+
+def _run_in(con: duckdb.DuckDBPyConnection, plan: CodePlan, files: Mapping[str, Path], scratch: Path, output: Path, source: str,
+            declared: Declared, timings: dict[str, float], started: float) -> CodeOutcome:
+    """Materialise the inputs from the governed views, run the analysis confined, check its result."""
+    for i in plan.inputs:
+        _write_arrow(con, f"SELECT * EXCLUDE ({_ident(PRIVACY_UNIT)}) FROM {_view(i.key)}", files[i.key])
+    timings["materialise_s"] = time.perf_counter() - started
+    outcome = run_analysis(source, files, scratch, plan.terms)
+    timings["sandbox_s"] = outcome.seconds
+    if outcome.output is None:
+        return CodeOutcome(None, None, outcome.failure, timings)
+    started = time.perf_counter()
+    try:
+        table = pa.ipc.open_file(pa.memory_map(str(outcome.output))).read_all()
+        table.validate(full=True)
+    except (pa.ArrowException, OSError, ValueError) as e:  # the kind only: the file is the analysis's
+        return CodeOutcome(None, None, f"the result is not a readable Arrow table ({type(e).__name__})", timings)
+    pq.write_table(table, output, compression="zstd")
+    try:
+        facts = _measure(con, plan, declared, output)
+    except duckdb.Error as e:  # a value the checks cannot compare: withheld, like anything unchecked
+        return CodeOutcome(None, None, f"the result could not be checked ({type(e).__name__})", timings)
+    timings["checks_s"] = time.perf_counter() - started
+    return CodeOutcome(output, facts, None, timings)
 
 
 def _write_arrow(con: duckdb.DuckDBPyConnection, sql: str, dest: Path) -> None:

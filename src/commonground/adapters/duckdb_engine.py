@@ -8,11 +8,12 @@ The governor has already refused anything that is not a plain SELECT; this is th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import duckdb
 import pyarrow as pa
@@ -86,27 +87,34 @@ class DuckDBEngine:
         con.execute("SET enable_external_access = false")
         return con
 
-    def run(self, plan: Plan, sources: Mapping[str, Path], consent: Mapping[str, ConsentGate] | None = None) -> QueryResult:
-        """`consent` gives, for each consent-gated dataset, its gate for this query's purpose."""
-        started = time.perf_counter()
+    @contextlib.contextmanager
+    def governed_connection(self, plan: Plan, sources: Mapping[str, Path],
+                            consent: Mapping[str, ConsentGate] | None = None,
+                            writable: Sequence[Path] = ()) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A locked connection holding the plan's governed views (transforms, pseudonym functions,
+        consent gates): it may touch only the plan's sources, their consent bases and `writable`,
+        with no extensions and no network. Queries and code-to-data runs both read through it, so
+        an analysis sees exactly what a query would."""
         gates = {view.dataset: self._consented(view, Path(sources[view.dataset]), (consent or {}).get(view.dataset))
                  for view in plan.views if view.consent}
-        con = self._connect([Path(sources[d]) for d in plan.datasets] + [base for base, _ in gates.values()])
+        con = self._connect([Path(sources[d]) for d in plan.datasets] + [base for base, _ in gates.values()]
+                            + list(writable))
         try:
             self._define(con, plan, sources, gates)
             con.execute("SET lock_configuration = true")
-            timer = threading.Timer(self.timeout_s, con.interrupt)
-            timer.start()
-            try:
-                result = self._execute(con, plan)
-            except duckdb.InterruptException:
-                raise QueryTimeout(f"query took longer than {self.timeout_s:.0f} s and was cancelled") from None
-            except duckdb.Error as e:
-                raise _query_error(e, plan) from None
-            finally:
-                timer.cancel()
+            yield con
         finally:
             con.close()
+
+    def run(self, plan: Plan, sources: Mapping[str, Path], consent: Mapping[str, ConsentGate] | None = None) -> QueryResult:
+        """`consent` gives, for each consent-gated dataset, its gate for this query's purpose."""
+        started = time.perf_counter()
+        with self.governed_connection(plan, sources, consent) as con:
+            try:
+                with self._deadline(con, "query"):
+                    result = self._execute(con, plan)
+            except duckdb.Error as e:
+                raise _query_error(e, plan) from None
         return QueryResult(result.columns, result.rows, result.suppressed_groups, result.exact_recount,
                            (time.perf_counter() - started) * 1000, result.sketches, result.dp, result.noise)
 
@@ -116,33 +124,33 @@ class DuckDBEngine:
         the governed view, k-anonymised, in keyed order, as Parquet (with `metadata`) or CSV."""
         as_plan = Plan(views=(plan.view,), pseudonym_keys=plan.pseudonym_keys, columns=plan.columns, sql="",
                        datasets=(plan.dataset,))
-        sources = {plan.dataset: source}
-        gates = {plan.dataset: self._consented(plan.view, source, gate)} if plan.view.consent else {}
-        con = self._connect([source, dest] + [base for base, _ in gates.values()])
-        try:
-            self._define(con, as_plan, sources, gates)
-            con.execute("SET lock_configuration = true")
-            timer = threading.Timer(self.timeout_s, con.interrupt)
-            timer.start()
+        with self.governed_connection(as_plan, {plan.dataset: source}, {plan.dataset: gate} if gate else None,
+                                      [dest]) as con:
             try:
-                result = anonymise(con, f'"{plan.view.schema_name}"."{plan.view.table_name}"', plan)
-                if fmt == "parquet":
-                    pairs = ", ".join(f"'{k}': '{v}'" for k, v in metadata.items())
-                    options = f"{EXPORT_PARQUET}, KV_METADATA {{{pairs}}}"
-                else:
-                    options = "FORMAT csv, HEADER true"
-                con.execute(f"COPY ({result.select_sql}) TO {_quote(dest)} ({options})")
-                digest, size = file_sha256(dest)
-                result = dataclasses.replace(result, sha256=digest, bytes=size)
-            except duckdb.InterruptException:
-                raise QueryTimeout(f"export took longer than {self.timeout_s:.0f} s and was cancelled") from None
+                with self._deadline(con, "export"):
+                    result = anonymise(con, f'"{plan.view.schema_name}"."{plan.view.table_name}"', plan)
+                    if fmt == "parquet":
+                        pairs = ", ".join(f"'{k}': '{v}'" for k, v in metadata.items())
+                        options = f"{EXPORT_PARQUET}, KV_METADATA {{{pairs}}}"
+                    else:
+                        options = "FORMAT csv, HEADER true"
+                    con.execute(f"COPY ({result.select_sql}) TO {_quote(dest)} ({options})")
             except duckdb.Error as e:  # others' data: the message is withheld, as for governed queries
                 raise _query_error(e, dataclasses.replace(as_plan, per_subject=True)) from None
-            finally:
-                timer.cancel()
+        digest, size = file_sha256(dest)
+        return dataclasses.replace(result, sha256=digest, bytes=size)
+
+    @contextlib.contextmanager
+    def _deadline(self, con: duckdb.DuckDBPyConnection, what: str) -> Iterator[None]:
+        """Interrupt the connection's work after `timeout_s`, as a QueryTimeout."""
+        timer = threading.Timer(self.timeout_s, con.interrupt)
+        timer.start()
+        try:
+            yield
+        except duckdb.InterruptException:
+            raise QueryTimeout(f"{what} took longer than {self.timeout_s:.0f} s and was cancelled") from None
         finally:
-            con.close()
-        return result
+            timer.cancel()
 
     def _consented(self, view: RelationView, source: Path, gate: ConsentGate | None) -> tuple[Path, Mapping[str, bool]]:
         """The base to read for a consent-gated view and the changes to apply over it.
