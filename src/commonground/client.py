@@ -126,8 +126,12 @@ class Client:
     def revoke(self, agreement_id: str) -> dict[str, Any]:
         return self._request("POST", f"/v1/agreements/{agreement_id}/revoke")
 
-    def query(self, sql: str, purpose: str, explain: bool = False) -> dict[str, Any]:
-        return self._request("POST", "/v1/query", json={"sql": sql, "purpose": purpose, "explain": explain})
+    def query(self, sql: str, purpose: str, explain: bool = False, epsilon: Optional[float] = None) -> dict[str, Any]:
+        """`epsilon`: under access mode dp, what this query spends (default: the agreement's per query)."""
+        body: dict[str, Any] = {"sql": sql, "purpose": purpose, "explain": explain}
+        if epsilon is not None:
+            body["epsilon"] = epsilon
+        return self._request("POST", "/v1/query", json=body)
 
     def proof(self, index: int) -> dict[str, Any]:
         return self._request("GET", f"/v1/audit/proof/{index}")

@@ -59,6 +59,20 @@ def test_noisy_groups_with_error_bars_and_the_budget_left(dp_store):
     assert budget["recipients"]["brand"]["epsilon_spent"] == 1.0 and budget["recipients"]["brand"]["epsilon_left"] == 1.0
 
 
+def test_the_querier_chooses_a_smaller_epsilon_and_gets_wider_error_bars(dp_store):
+    cli, agreement_id = dp_store
+    sql = "SELECT segment, COUNT(*) AS people FROM retailer.purchases GROUP BY segment"
+    full = _query(cli, sql)
+    quarter = cli("query", "--as", "brand", "--purpose", PURPOSE, "--epsilon", "0.25", "--json", sql)[1]
+    assert quarter["dp"]["epsilon_spent"] == 0.25 and quarter["dp"]["epsilon_left"] == 0.75
+    assert quarter["dp"]["ci95_half_width"]["people"] == pytest.approx(4 * full["dp"]["ci95_half_width"]["people"])
+    # More than the agreement allows per query, or an epsilon on data that is not dp: refused, nothing spent.
+    over = cli("query", "--as", "brand", "--purpose", PURPOSE, "--epsilon", "1.5", "--json", sql, expect=3)[1]
+    assert over["reasons"] == ["dp: epsilon 1.5 asked; this agreement allows more than 0 and at most 1 per query"]
+    budget = cli("agreement", "budget", "--as", "brand", agreement_id, "--json")[1]
+    assert budget["recipients"]["brand"]["epsilon_left"] == 0.75
+
+
 def test_the_budget_runs_out_and_is_not_refreshed(dp_store):
     cli, agreement_id = dp_store
     _query(cli, "SELECT COUNT(*) AS n FROM retailer.purchases")

@@ -44,6 +44,7 @@ class QueryRequest(BaseModel):
     sql: str = Field(..., max_length=100_000)
     purpose: str = Field(..., min_length=1, max_length=200)
     explain: bool = False
+    epsilon: Optional[float] = Field(None, gt=0, description="dp only: the epsilon to spend (default: the agreement's per query)")
 
 
 class AgreementRequest(BaseModel):
@@ -195,9 +196,9 @@ def create_app(deps: Deps, throttle: SignInThrottle | None = None, head_interval
     @app.post("/v1/query")
     def query(body: QueryRequest, party: Party = Depends(caller)) -> dict[str, Any]:
         if body.explain:
-            plan = query_svc.explain_query(deps, party.name, body.purpose, body.sql)
+            plan = query_svc.explain_query(deps, party.name, body.purpose, body.sql, body.epsilon)
             return {"governed": plan.governed, "min_group_size": plan.min_group_size, "sql": plan.explain()}
-        result, plan = query_svc.run_query(deps, party.name, body.purpose, body.sql)
+        result, plan = query_svc.run_query(deps, party.name, body.purpose, body.sql, body.epsilon)
         return query_svc.result_json(result, plan)
 
     app.include_router(individual_routes(deps, caller))

@@ -328,17 +328,19 @@ def template_list(json_out: bool = JsonOpt) -> None:
 @command(app, "query")
 def query(sql: str, party: str = AsOpt, purpose: str = typer.Option(..., "--purpose", help="Why (e.g. analytics.reporting)."),
           explain: bool = typer.Option(False, "--explain", help="Show the governed SQL instead of running it."),
+          epsilon: Optional[float] = typer.Option(None, "--epsilon", min=0.0,
+                                                  help="dp only: epsilon to spend (default and most: the agreement's per query)."),
           json_out: bool = JsonOpt) -> None:
     """Run clean-room SQL over tables named owner.dataset, as a party, for a purpose."""
     from ..services import queries as query_svc  # the governor (SQLGlot) loads only for queries
 
     deps = _deps()
     if explain:
-        plan = query_svc.explain_query(deps, party, purpose, sql)
+        plan = query_svc.explain_query(deps, party, purpose, sql, epsilon)
         emit({"governed": plan.governed, "min_group_size": plan.min_group_size, "sql": plan.explain()}, json_out,
              lambda: out.print(plan.explain(), markup=False, highlight=False))
         return
-    result, plan = query_svc.run_query(deps, party, purpose, sql)
+    result, plan = query_svc.run_query(deps, party, purpose, sql, epsilon)
     data = query_svc.result_json(result, plan)
 
     def human() -> None:

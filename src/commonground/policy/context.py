@@ -42,6 +42,9 @@ class QueryContext:
     agreements: tuple[AgreementState, ...] = ()
     # An offer: a computation evaluated once per subject whose results go to the subjects.
     per_subject: bool = False
+    # Access mode dp: the epsilon the querier chooses to spend on this query (at most the
+    # agreement's epsilon_per_query; None spends that). Less epsilon, wider error bars.
+    epsilon: float | None = None
 
 
 @dataclass(frozen=True)

@@ -108,14 +108,26 @@ def dp_plan(a: Analysis, scopes: list[Scope], lineage: Lineage) -> Plan:
              # and a collision only puts two people under one bound, which is stricter, not looser.
              + [exp.alias_(exp.Anonymous(this="hash", expressions=[exp.column(PRIVACY_UNIT, table=alias, quoted=True)]),
                            PRIVACY_UNIT, quoted=True)])
+    epsilon = query_epsilon(a, dp.epsilon_per_query)
     plan = DpPlan(ref.agreement.id, tuple(n for n, _ in dims), tuple(aggregates),  # type: ignore[union-attr]
                   # delta is shared out like epsilon; only partition selection (GROUP BY) spends it
-                  dp.epsilon_per_query, dp.delta * dp.epsilon_per_query / dp.epsilon if keys else 0.0,
-                  dp.max_groups_per_subject)
+                  epsilon, dp.delta * epsilon / dp.epsilon if keys else 0.0, dp.max_groups_per_subject)
     return Plan(views=(view,), pseudonym_keys=keys_by_function, columns=tuple(n for n, _ in dims) + tuple(x.name for x in aggregates),
                 sql=_bounded_sql(rows.sql(DIALECT), plan, one_row_each), agreements=(ref.agreement.id,),  # type: ignore[union-attr]
                 datasets=(ref.table.key,), fields=tuple(sorted({f"{ref.table.key}.{c.name}" for c in select.find_all(exp.Column)})),
                 dp=plan)
+
+
+def query_epsilon(a: Analysis, per_query: float) -> float:
+    """What this query spends: the querier's choice, or the agreement's epsilon_per_query, which
+    caps it (a larger one is refused before anything is spent or run)."""
+    asked = a.ctx.epsilon
+    if asked is None:
+        return per_query
+    if not 0 < asked <= per_query:
+        a.refuse(f"dp: epsilon {asked:g} asked; this agreement allows more than 0 and at most {per_query:g} per query")
+        a.check()
+    return asked
 
 
 def _aggregate(a: Analysis, ref: Ref, scope: Scope, lineage: Lineage, body: exp.Expression, name: str,

@@ -31,6 +31,7 @@ def govern(sql: str, ctx: QueryContext) -> Plan:
     analysis = Analysis(ctx, tree)
     foreign = _resolve_tables(analysis)
     if not foreign:
+        _no_epsilon(analysis)
         return _own_plan(analysis)
     return _governed_plan(analysis)
 
@@ -217,7 +218,14 @@ def _governed_plan(a: Analysis) -> Plan:
     a.check()
     if dp.is_dp(a):
         return dp.dp_plan(a, scopes, lineage)
+    _no_epsilon(a)
     return rewrite(a, scopes, lineage)
+
+
+def _no_epsilon(a: Analysis) -> None:
+    """An epsilon is a dp query's spending; anywhere else it would promise noise that is not there."""
+    if a.ctx.epsilon is not None:
+        raise Refused(["epsilon: only a query under access mode dp spends an epsilon; this one reads no dp-shared data"])
 
 
 def _check_table_aliases(a: Analysis) -> None:

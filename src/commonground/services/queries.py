@@ -25,13 +25,14 @@ from .parties import require_party
 from .vocabulary import vocabulary
 
 
-def plan_query(deps: Deps, party: str, purpose: str, sql: str, per_subject: bool = False
+def plan_query(deps: Deps, party: str, purpose: str, sql: str, per_subject: bool = False, epsilon: float | None = None
                ) -> tuple[Plan, dict[str, Path], dict[str, ConsentGate], dict[str, DatasetVersion]]:
     """Govern the query (or, `per_subject`, the offer computation) against the catalog as it is
     now; read the consent gates it needs (the changes since each gate's base, in this same read
     transaction). Returns the plan, its files, consent gates and versions."""
     with deps.store.read() as conn:
         versions, context = catalog(deps, conn, party, purpose, per_subject)
+        context = dataclasses.replace(context, epsilon=epsilon)
         plan = govern_offer(sql, context) if per_subject else govern(sql, context)
         consent = {}
         for view in plan.views:
@@ -56,9 +57,11 @@ def catalog(deps: Deps, conn, party: str, purpose: str, per_subject: bool = Fals
     return versions, QueryContext(party, purpose, tables, agreements, per_subject=per_subject)
 
 
-def run_query(deps: Deps, party: str, purpose: str, sql: str) -> tuple[QueryResult, Plan]:
+def run_query(deps: Deps, party: str, purpose: str, sql: str, epsilon: float | None = None) -> tuple[QueryResult, Plan]:
+    """`epsilon`: for a query under access mode dp, what to spend (at most the agreement's
+    epsilon_per_query, which is spent when it is None)."""
     try:
-        plan, sources, consent, versions = plan_query(deps, party, purpose, sql)
+        plan, sources, consent, versions = plan_query(deps, party, purpose, sql, epsilon=epsilon)
     except (Refused, NotFound) as refusal:
         _record(deps, party, purpose, {"allowed": False, "reasons": getattr(refusal, "reasons", [str(refusal)])})
         raise
@@ -78,8 +81,8 @@ def run_query(deps: Deps, party: str, purpose: str, sql: str) -> tuple[QueryResu
     return result, plan
 
 
-def explain_query(deps: Deps, party: str, purpose: str, sql: str) -> Plan:
-    return plan_query(deps, party, purpose, sql)[0]
+def explain_query(deps: Deps, party: str, purpose: str, sql: str, epsilon: float | None = None) -> Plan:
+    return plan_query(deps, party, purpose, sql, epsilon=epsilon)[0]
 
 
 def _record(deps: Deps, party: str, purpose: str, details: dict[str, Any], plan: Plan | None = None,
