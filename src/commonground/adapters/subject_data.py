@@ -94,6 +94,11 @@ class SubjectData:
         finally:
             con.close()
 
+    def _scratch(self, kind: str) -> Path:
+        """A fresh temporary Parquet path in the store's tmp/ (swept on open if a crash leaves it)."""
+        self.ingest.tmp_dir.mkdir(parents=True, exist_ok=True)
+        return self.ingest.tmp_dir / f"{kind}-{uuid.uuid4().hex}.parquet"
+
     def purge(self, path: Path, subject_column: str | None) -> None:
         """Delete a superseded version's data file, keeping only who was in it (its distinct subject
         ids, for people's receipts). The members file is written whole before the data goes, so a
@@ -102,9 +107,7 @@ class SubjectData:
             return
         if subject_column is not None:
             members = members_path(path)
-            tmp_dir = self.ingest.tmp_dir
-            tmp_dir.mkdir(parents=True, exist_ok=True)
-            tmp = tmp_dir / f"members-{uuid.uuid4().hex}.parquet"
+            tmp = self._scratch("members")
             con = self._connect([path], tmp)
             try:
                 con.execute(f"COPY (SELECT DISTINCT CAST({_ident(subject_column)} AS VARCHAR) AS subject FROM "
@@ -120,9 +123,7 @@ class SubjectData:
 
     def without(self, path: Path, subject_column: str, subject: str, dest: Path, schema) -> IngestedFile:
         """A new version file: the same rows minus the subject's, written whole or not at all."""
-        tmp_dir = self.ingest.tmp_dir
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        tmp = tmp_dir / f"erasure-{uuid.uuid4().hex}.parquet"
+        tmp = self._scratch("erasure")
         con = self._connect([path], tmp)
         try:
             con.execute(f"COPY (SELECT * FROM read_parquet({_quote(path)}) WHERE {_ident(subject_column)} "
