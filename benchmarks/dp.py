@@ -7,7 +7,7 @@ utility next to OpenDP used directly.
     .venv/bin/python benchmarks/dp.py --rows 200000 --repeat 1  # smoke
 
 Data: retailer.purchases, generated once with DuckDB (customer_id = i mod people, 20 segments
-by customer, spend in [0, 100)). `--shape people` makes every row its own person (people =
+by customer, spend in [0, 100)), then stored by the product's ingest as `dataset add` does. `--shape people` makes every row its own person (people =
 rows), the case where ingest's rows-per-subject statistic (1) lets the dp plan skip the
 per-person step. Queries, as party brand:
 
@@ -50,6 +50,7 @@ import numpy as np
 import opendp.prelude as dp
 
 from commonground.adapters.duckdb_engine import DuckDBEngine
+from commonground.adapters.ingest import ParquetIngest
 from commonground.domain.agreements import AgreementState, AgreementStatus, parse_agreement
 from commonground.domain.schema import parse_schema
 from commonground.policy.context import QueryContext, TableInfo
@@ -111,16 +112,19 @@ def main() -> None:
     people = args.people or (args.rows if args.shape == "people" else max(args.rows // 5, 1))
     dp.enable_features("contrib")
     with tempfile.TemporaryDirectory() as folder:
-        data = Path(folder) / "purchases.parquet"
+        generated, data = Path(folder) / "generated.parquet", Path(folder) / "purchases.parquet"
         duckdb.execute(f"""COPY (SELECT 'c' || (i % {people}) AS customer_id, 's' || ((i % {people}) % 20) AS segment,
                            ((i * 7919) % 10000) / 100.0 AS spend FROM range({args.rows}) t(i))
-                           TO '{data}' (FORMAT parquet)""")
-        per_person = -(-args.rows // people)  # exact for this generator, as ingest would count it
+                           TO '{generated}' (FORMAT parquet)""")
+        # Stored as `dataset add` stores it (with the hidden unit column the queries read).
+        info, _ = ParquetIngest(Path(folder) / "home", max_bytes=1 << 50).ingest(generated, parse_schema(SCHEMA), data)
+        generated.unlink()
+        per_person = info.max_rows_per_subject or 1
         sources = {"retailer.purchases": data}
         engine = DuckDBEngine(threads=args.threads)
         threshold_plan = govern(SQL, _context(args.rows, per_person, {"mode": "aggregate", "min_group_size": 10}))
         bare_plan = dataclasses.replace(threshold_plan, groups=tuple(
-            dataclasses.replace(g, sketch_sql=None) for g in threshold_plan.groups))
+            dataclasses.replace(g, sketch_sql=None, fast_sketched_sql=None, exact_sketched_sql=None) for g in threshold_plan.groups))
         dp_access = {"mode": "dp", "min_group_size": 10, "epsilon": 10, "epsilon_per_query": 1.0, "delta": 1e-7,
                      "max_groups_per_subject": 1, "bounds": {"spend": list(BOUNDS)}}
         dp_plan = govern(SQL, _context(args.rows, per_person, dp_access))

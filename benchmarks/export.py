@@ -11,13 +11,14 @@ all written with the export's own Parquet options (`duckdb_engine.EXPORT_PARQUET
   - DuckDB copying the input Parquet to Parquet with nothing done to it (issue #7's baseline);
   - the same COPY with the keyed pseudonyms, in SQL (`hmac_sql`) and native (`keyed_hash`);
   - DuckDB copying the export's own output rows, materialised once in a DuckDB table: the
-    physical limit for writing those exact rows (64-character hex pseudonyms do not compress).
+    physical limit for writing those exact rows (32-character hex pseudonyms, 128 bits, do not compress).
 Target (issue #7): ratio to the raw COPY <= 1.5.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -140,6 +141,8 @@ def main() -> None:
     print(machine_line())
     exported.close()
     deps.store.dispose()
+    shutil.rmtree(home.parent)  # every run's exports (185 MB each at 10M rows)
+    shutil.rmtree(scratch)
 
 
 if __name__ == "__main__":

@@ -192,10 +192,16 @@ def context(meta: dict):
 
 
 def _step_label(q: str) -> str:
-    if q.startswith("CREATE TEMP TABLE") and "__cg_unsure" in q and "FALSE AS" not in q:
-        return "fast group table (COUNT bound)"
-    if q.startswith("CREATE TEMP TABLE"):
+    if q.startswith("CREATE OR REPLACE TEMP TABLE") and "GROUPING SETS" in q:
+        return "group table with sketch cells (one pass)"
+    if q.startswith("CREATE OR REPLACE TEMP TABLE") and "EXCLUDE" in q:
+        return "groups apart from their cells"
+    if q.startswith("CREATE OR REPLACE TEMP TABLE") and "COUNT(DISTINCT" in q:
         return "exact group table (COUNT DISTINCT)"
+    if q.startswith("CREATE OR REPLACE TEMP TABLE"):
+        return "group table without cells (COUNT bound)"
+    if "__cg_cell_row" in q:
+        return "released groups' sketches"
     if "WHERE __cg_unsure" in q:
         return "count unsure groups"
     if "WHERE NOT __cg_ok" in q:

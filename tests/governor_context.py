@@ -32,3 +32,12 @@ def build_context(name: str, doc: dict | None = None) -> QueryContext:
         if owner == party or key in granted:
             tables[key] = TableInfo(owner, table, parse_schema(d["schema"]), d["rows"], d["max_rows_per_subject"])
     return QueryContext(party, purpose, tables, agreements)
+
+
+def add_unit_hash(con, table: str = "cg_source", subject: str = "customer_id") -> None:
+    """Give a hand-made version table the hidden unit column ingest writes (the governed views read it)."""
+    from commonground.adapters.ingest import unit_hash_sql
+    from commonground.domain.schema import UNIT_HASH_COLUMN
+
+    con.execute(f"ALTER TABLE {table} ADD COLUMN {UNIT_HASH_COLUMN} BIGINT")
+    con.execute(f"UPDATE {table} SET {UNIT_HASH_COLUMN} = {unit_hash_sql(subject)}")

@@ -190,8 +190,8 @@ def test_keyed_hash_gives_the_same_pseudonyms_on_both_engines(key, engines, tmp_
                 pseudonym_keys={"cg_pseudonym_ag1": key}, columns=("v", "p", "q"),
                 sql="SELECT v, cg_pseudonym_ag1(v) AS p, cg_pseudonym_ag1(n) AS q FROM own.vals", datasets=("own.vals",))
     on_duckdb, on_spark = _run_both(engines, plan, {"own.vals": path})
-    expected = sorted([[v, hmac.new(key, v.encode(), hashlib.sha256).hexdigest(),
-                        hmac.new(key, b"42", hashlib.sha256).hexdigest()] for v in VALUES])
+    expected = sorted([[v, hmac.new(key, v.encode(), hashlib.sha256).hexdigest()[:32],
+                        hmac.new(key, b"42", hashlib.sha256).hexdigest()[:32]] for v in VALUES])
     assert sorted(on_duckdb.rows) == expected
     assert sorted(on_spark.rows) == expected
 

@@ -16,11 +16,11 @@ from sqlglot import exp
 
 @settings(max_examples=60, deadline=None)
 @given(key=st.binary(min_size=16, max_size=64), value=st.text(min_size=0, max_size=40))
-def test_keyed_hash_is_rfc2104_hmac_sha256(key, value):
+def test_keyed_hash_is_rfc2104_hmac_sha256_truncated_to_128_bits(key, value):
     con = duckdb.connect()
     con.execute(f"CREATE MACRO pseudo(v) AS {hmac_sql(key, 'v')}")
     got = con.execute("SELECT pseudo($v)", {"v": value}).fetchone()[0]
-    assert got == hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
+    assert got == hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def test_other_transforms():

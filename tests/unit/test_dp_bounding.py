@@ -12,6 +12,7 @@ from commonground.domain.agreements import AgreementState, AgreementStatus, pars
 from commonground.domain.schema import parse_schema
 from commonground.policy.context import QueryContext, TableInfo
 from commonground.policy.governor import govern
+from tests.governor_context import add_unit_hash
 
 SCHEMA = {"columns": {"customer_id": {"type": "string", "role": "subject_id"},
                       "segment": {"type": "string", "role": "attribute"},
@@ -39,6 +40,7 @@ def _bounded(max_groups: int) -> dict[str, tuple[int, float]]:
     con = duckdb.connect()
     con.execute("CREATE TABLE cg_source (customer_id VARCHAR, segment VARCHAR, spend DOUBLE)")
     con.executemany("INSERT INTO cg_source VALUES (?, ?, ?)", ROWS)
+    add_unit_hash(con)
     [view] = plan.views
     con.execute("CREATE SCHEMA retailer")
     con.execute(f"CREATE VIEW retailer.purchases AS {view.select_sql}")
@@ -74,6 +76,7 @@ def test_one_row_per_person_skips_the_per_person_step_with_the_same_result(sql):
         con = duckdb.connect()
         con.execute("CREATE TABLE cg_source (customer_id VARCHAR, segment VARCHAR, spend DOUBLE)")
         con.executemany("INSERT INTO cg_source VALUES (?, ?, ?)", people)
+        add_unit_hash(con)
         con.execute("CREATE SCHEMA retailer")
         con.execute(f"CREATE VIEW retailer.purchases AS {plan.views[0].select_sql}")
         results.append(sorted(con.execute(plan.sql).fetchall(), key=repr))

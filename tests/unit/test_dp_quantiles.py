@@ -14,6 +14,7 @@ from commonground.domain.schema import parse_schema
 from commonground.policy.context import QueryContext, TableInfo
 from commonground.policy.dp import GRID_STEPS, DpAggregate, grid, grid_bucket
 from commonground.policy.governor import govern
+from tests.governor_context import add_unit_hash
 
 SCHEMA = {"columns": {"customer_id": {"type": "string", "role": "subject_id"},
                       "segment": {"type": "string", "role": "attribute"},
@@ -70,6 +71,7 @@ def test_the_bounding_sql_hands_over_one_grid_entry_per_person_with_a_clamped_to
     con = duckdb.connect()
     con.execute("CREATE TABLE cg_source (customer_id VARCHAR, segment VARCHAR, spend DOUBLE, age DOUBLE)")
     con.executemany("INSERT INTO cg_source VALUES (?, ?, ?, ?)", ROWS)
+    add_unit_hash(con)
     con.execute("CREATE SCHEMA retailer")
     con.execute(f"CREATE VIEW retailer.purchases AS {plan.views[0].select_sql}")
     groups = {d: (n, h) for d, n, h in con.execute(plan.sql).fetchall()}

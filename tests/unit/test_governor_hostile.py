@@ -80,7 +80,7 @@ def _identifying_values(con) -> set[str]:
     raw = [r[0] for r in con.execute(
         "SELECT customer_id FROM purchases UNION SELECT email FROM purchases UNION SELECT customer_id FROM customers "
         "UNION SELECT patient_id FROM visits UNION SELECT ssn FROM visits").fetchall()]
-    hashed = {hmac.new(key, v.encode(), hashlib.sha256).hexdigest() for key in HASH_KEYS.values() for v in raw}
+    hashed = {hmac.new(key, v.encode(), hashlib.sha256).hexdigest()[:32] for key in HASH_KEYS.values() for v in raw}
     masked = {"*" * (len(v) - 4) + v[-4:] for v in raw if v.startswith("123-45-")}
     return set(raw) | hashed | masked
 

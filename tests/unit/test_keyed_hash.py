@@ -1,5 +1,8 @@
 """The native keyed hash gives the pseudonyms the SQL form and Python's `hmac` give, byte for byte.
 
+A pseudonym is HMAC-SHA256 truncated to 128 bits: the first 32 hex characters of Python's
+`hmac.new(key, value, "sha256").hexdigest()`.
+
 Three spellings of one function must agree or pseudonyms stop linking across engines (DuckDB
 native, the SQL macro kept by Spark and `subject_data`, and `hmac` used to trace leaked exports):
 for any unicode text (empty included), any key of 1..64 bytes, NULLs, sliced Arrow arrays and
@@ -29,7 +32,7 @@ def test_the_extension_is_built() -> None:
 
 
 def _expected(key: bytes, values: list[str | None]) -> list[str | None]:
-    return [None if v is None else hmac.new(key, v.encode(), "sha256").hexdigest() for v in values]
+    return [None if v is None else hmac.new(key, v.encode(), "sha256").hexdigest()[:32] for v in values]
 
 
 def _connection(key: bytes) -> duckdb.DuckDBPyConnection:
@@ -86,9 +89,9 @@ def test_keys_over_64_bytes_and_malformed_arrays_are_refused() -> None:
     with pytest.raises(ValueError, match="at most 64 bytes"):
         keyed_hash.pseudonymiser(b"k" * 65)
     with pytest.raises(ValueError, match="at most 64 bytes"):
-        _keyed_hash.hmac_sha256_hex(b"k" * 65, 0, 0, None, b"\0" * 4, b"")
+        _keyed_hash.hmac_sha256_128_hex(b"k" * 65, 0, 0, None, b"\0" * 4, b"")
     offsets = pa.array([0, 3, 99], pa.int32()).buffers()[1]  # the second value ends past the data
     with pytest.raises(ValueError, match="out of range"):
-        _keyed_hash.hmac_sha256_hex(b"k", 2, 0, None, offsets, b"abc")
+        _keyed_hash.hmac_sha256_128_hex(b"k", 2, 0, None, offsets, b"abc")
     with pytest.raises(ValueError, match="shorter than the array"):
-        _keyed_hash.hmac_sha256_hex(b"k", 3, 0, None, offsets, b"abc")
+        _keyed_hash.hmac_sha256_128_hex(b"k", 3, 0, None, offsets, b"abc")

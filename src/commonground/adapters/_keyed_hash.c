@@ -1,4 +1,6 @@
-/* Keyed pseudonyms, natively: HMAC-SHA256 (RFC 2104) of every value of an Arrow string array.
+/* Keyed pseudonyms, natively: HMAC-SHA256 (RFC 2104) of every value of an Arrow string array,
+ * truncated to its first 128 bits (as NIST SP 800-107 allows) and written as 32 lowercase hex
+ * characters, i.e. the first 32 characters of the full hex digest.
  *
  * The same function `policy.transforms.hmac_sql` spells in SQL, over OpenSSL's SHA-256 instead
  * of the engine's: the key's ipad/opad blocks are hashed once per call and every row resumes
@@ -19,7 +21,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#define HEX_DIGEST 64
+#define MAC_BYTES 16               /* the 128 bits kept of the 32-byte HMAC */
+#define HEX_DIGEST (2 * MAC_BYTES)
 
 static const char HEX[] = "0123456789abcdef";
 
@@ -73,7 +76,7 @@ static void hmac_rows(const uint8_t *key, size_t key_len, Py_ssize_t length, Py_
         ctx = outer_start;
         SHA256_Update(&ctx, inner, sizeof inner);
         SHA256_Final(mac, &ctx);
-        for (int i = 0; i < 32; i++) {
+        for (int i = 0; i < MAC_BYTES; i++) {
             hex[2 * i] = HEX[mac[i] >> 4];
             hex[2 * i + 1] = HEX[mac[i] & 15];
         }
@@ -83,7 +86,7 @@ static void hmac_rows(const uint8_t *key, size_t key_len, Py_ssize_t length, Py_
     OPENSSL_cleanse(&ctx, sizeof ctx);
 }
 
-static PyObject *hmac_sha256_hex(PyObject *Py_UNUSED(module), PyObject *args) {
+static PyObject *hmac_sha256_128_hex(PyObject *Py_UNUSED(module), PyObject *args) {
     Py_buffer key, offsets, data, validity = {0};
     Py_ssize_t length, offset;
     PyObject *validity_obj, *out = NULL, *out_bitmap = NULL, *result = NULL;
@@ -117,11 +120,12 @@ done:
 }
 
 static PyMethodDef methods[] = {
-    {"hmac_sha256_hex", hmac_sha256_hex, METH_VARARGS,
-     "hmac_sha256_hex(key, length, offset, validity, offsets, data) -> (hex, validity)\n\n"
-     "Lowercase hex HMAC-SHA256 under `key` of the `length` values of an Arrow string array\n"
-     "(int32 `offsets`, `data`, `validity` bitmap or None) starting at `offset`: 64 characters\n"
-     "per value, and the validity bitmap of the result (from bit 0), or None if there were no nulls."},
+    {"hmac_sha256_128_hex", hmac_sha256_128_hex, METH_VARARGS,
+     "hmac_sha256_128_hex(key, length, offset, validity, offsets, data) -> (hex, validity)\n\n"
+     "Lowercase hex HMAC-SHA256 under `key`, truncated to 128 bits, of the `length` values of an\n"
+     "Arrow string array (int32 `offsets`, `data`, `validity` bitmap or None) starting at `offset`:\n"
+     "32 characters per value, and the validity bitmap of the result (from bit 0), or None if there\n"
+     "were no nulls."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -6,7 +6,8 @@ take the quasi-identifier with the most distinct values one level up its ladder.
 still under k at the end is suppressed (the rows are left out), and the report says how
 many. Classes count people (distinct privacy units), not rows, so one person's many rows
 never make a class look safe (where ingest found one row per person, counting rows is the
-same and cheaper).
+same and cheaper). Each level tried costs one pass over the rows: the classes' sizes and each
+quasi-identifier's distinct values (what picks the next one to move) come from one query.
 """
 
 from __future__ import annotations
@@ -36,27 +37,29 @@ def anonymise(con: duckdb.DuckDBPyConnection, relation: str, plan: ExportPlan) -
     at = {q.name: 0 for q in plan.quasi_identifiers}
     steps = 0
 
-    def measure() -> tuple[int, int, int | None]:
-        """(rows in classes under k, rows in the others, people in the smallest kept class): one pass."""
-        keys = [q.levels[at[q.name]] for q in plan.quasi_identifiers] or ["1"]
-        small, kept, smallest = con.execute(
+    def measure() -> tuple[int, int, int | None, list[int]]:
+        """One pass over the rows: (rows in classes under k, rows in the others, people in the smallest
+        kept class, distinct values of each quasi-identifier at its level). The distinct counts come
+        from the classes, which hold every non-null value a column has, so the walk needs no second pass."""
+        keys = [q.levels[at[q.name]] for q in plan.quasi_identifiers]
+        named = [f"{key} AS q{i}" for i, key in enumerate(keys)] or ["1 AS q"]
+        row = con.execute(
             f"SELECT coalesce(sum(n) FILTER (WHERE people < {plan.k}), 0), coalesce(sum(n) FILTER (WHERE people >= {plan.k}), 0), "
-            f"min(people) FILTER (WHERE people >= {plan.k}) FROM (SELECT {people} AS people, count(*) AS n "
-            f"FROM {relation} GROUP BY {', '.join(keys)})").fetchone()
-        return int(small), int(kept), smallest
+            f"min(people) FILTER (WHERE people >= {plan.k})"
+            + "".join(f", count(DISTINCT q{i})" for i in range(len(keys)))
+            + f" FROM (SELECT {', '.join(named)}, {people} AS people, count(*) AS n FROM {relation} GROUP BY ALL)").fetchone()
+        return int(row[0]), int(row[1]), row[2], list(row[3:])
 
-    small, kept, smallest = measure()
+    small, kept, smallest, spread = measure()
     total = small + kept
     while small > plan.max_suppression * total:
-        movable = [q for q in plan.quasi_identifiers if at[q.name] < len(q.levels) - 1]
+        movable = [i for i, q in enumerate(plan.quasi_identifiers) if at[q.name] < len(q.levels) - 1]
         if not movable:
             break
-        spread = con.execute("SELECT " + ", ".join(f"count(DISTINCT {q.levels[at[q.name]]})" for q in movable)
-                             + f" FROM {relation}").fetchone()
-        widest = max(range(len(movable)), key=lambda i: spread[i])
-        at[movable[widest].name] += 1
+        widest = max(movable, key=lambda i: spread[i])
+        at[plan.quasi_identifiers[widest].name] += 1
         steps += 1
-        small, kept, smallest = measure()
+        small, kept, smallest, spread = measure()
 
     generalised = {q.name: q.levels[at[q.name]] for q in plan.quasi_identifiers}
     projection = ", ".join(f"{generalised.get(c, _ident(c))} AS {_ident(c)}" for c in plan.columns)

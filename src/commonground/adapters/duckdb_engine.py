@@ -18,21 +18,22 @@ from typing import Iterator, Mapping, Sequence
 import duckdb
 import pyarrow as pa
 from ..domain.errors import BadInput
-from ..policy.context import Plan, RelationView
-from ..policy.differencing import Sketch
+from ..domain.schema import UNIT_HASH_COLUMN
+from ..policy.context import GroupQuery, Plan, RelationView
+from ..policy.differencing import CELL_COLUMNS, CELL_ROW, SKETCH_KEY, Sketch
 from ..policy.exports import ExportPlan
 from ..ports import ConsentGate, QueryResult
 from . import consent_base, dp_noise, threshold_noise
 from .anonymiser import Anonymised, anonymise
-from .group_sketch import released_sketches
-from .ingest import file_sha256
+from .group_sketch import released_sketches, sketch_key
+from .ingest import file_sha256, has_unit_hash, unit_hash_sql
 from .keyed_hash import define_pseudonym
 
-# Exports are written at zstd level 1. A pseudonymised export is mostly 64-character hex
+# Exports are written at zstd level 1. A pseudonymised export is mostly 32-character hex
 # pseudonyms, entropy no level compresses below 4 bits a character, so the default level 3 spends
-# its time for nothing: writing 1M exported rows took 1.19 s at level 1 against 2.20 s at level 3
-# (medians of 7, load ~5), and the file came out smaller (34.9 MB against 36.4 MB). Negative
-# (fast) levels gained little more time and nearly doubled the file (66-71 MB); turning the
+# its time for nothing: writing 1M exported rows (then with 64-character pseudonyms) took 1.19 s
+# at level 1 against 2.20 s at level 3 (medians of 7, load ~5), and the file came out smaller.
+# Negative (fast) levels gained little more time and nearly doubled the file; turning the
 # dictionary off did not help either (docs/benchmarks.md, export).
 EXPORT_PARQUET = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1"
 
@@ -184,9 +185,12 @@ class DuckDBEngine:
         for i, view in enumerate(plan.views):
             path = _quote(Path(sources[view.dataset]).resolve())
             if view.consent:
-                con.execute(f"CREATE VIEW cg_src_{i} AS {self._consented_sql(con, i, view, path, *gates[view.dataset])}")
+                rows = self._consented_sql(con, i, view, path, *gates[view.dataset])
             else:
-                con.execute(f"CREATE VIEW cg_src_{i} AS SELECT * FROM read_parquet({path})")
+                rows = f"SELECT * FROM read_parquet({path})"
+            if view.unit_subject and not has_unit_hash(con, f"({rows})"):  # a version from before the column
+                rows = f"SELECT *, {unit_hash_sql(view.unit_subject)} AS {UNIT_HASH_COLUMN} FROM ({rows})"
+            con.execute(f"CREATE VIEW cg_src_{i} AS {rows}")
             # The governor writes the placeholders as plain `FROM cg_source` / `FROM cg_consented`
             # (names no dataset or column can take), so binding them needs no re-parse.
             select = view.select_sql.replace("FROM cg_source", f"FROM cg_src_{i}").replace("FROM cg_consented", f"FROM cg_src_{i}")
@@ -213,6 +217,31 @@ class DuckDBEngine:
                     f"WHERE {subject} IN (SELECT subject FROM cg_changes_{i} WHERE admitted)")
         return sql
 
+    @staticmethod
+    def _group_table(con: duckdb.DuckDBPyConnection, table: str, group: GroupQuery, salt: bytes) -> tuple[bool, str | None]:
+        """Compute one block's group table; returns whether it was recounted exactly, and the
+        table holding its groups' sketch cells when they came in the same pass (`_cells`).
+
+        The fast form bounds people by row counts; if any group is left unsure, the block is
+        recounted with COUNT(DISTINCT unit). The cells of the fast pass stand for the recount
+        too: the same rows under the same keys."""
+        def create(plain: str, sketched: str | None) -> str | None:
+            if sketched is None:
+                con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {plain}")
+                return None
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {table}_cells AS {sketched}", {SKETCH_KEY: sketch_key(salt)})
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * EXCLUDE ({', '.join(CELL_COLUMNS)}) "
+                        f"FROM {table}_cells WHERE NOT {CELL_ROW}")
+            return f"{table}_cells"
+
+        if group.fast_sql is None:
+            return False, create(group.exact_sql, group.exact_sketched_sql)
+        cells = create(group.fast_sql, group.fast_sketched_sql)
+        if not con.execute(f"SELECT count(*) FROM {table} WHERE __cg_unsure").fetchone()[0]:
+            return False, cells
+        create(group.exact_sql, None if cells else group.exact_sketched_sql)
+        return True, cells
+
     def _execute(self, con: duckdb.DuckDBPyConnection, plan: Plan) -> QueryResult:
         if not plan.governed:
             cursor = con.execute(plan.sql)
@@ -226,17 +255,10 @@ class DuckDBEngine:
         sketches: list[list[Sketch]] = []
         for i, group in enumerate(plan.groups):
             table = f"__cg_groups_{i}"
-            if group.fast_sql is not None:
-                con.execute(f"CREATE TEMP TABLE {table} AS {group.fast_sql}")
-                unsure = con.execute(f"SELECT count(*) FROM {table} WHERE __cg_unsure").fetchone()[0]
-                if unsure:
-                    con.execute(f"DROP TABLE {table}")
-                    con.execute(f"CREATE TEMP TABLE {table} AS {group.exact_sql}")
-                    exact_recount = True
-            else:
-                con.execute(f"CREATE TEMP TABLE {table} AS {group.exact_sql}")
+            recounted, cells = self._group_table(con, table, group, plan.sketch_salt)
+            exact_recount = exact_recount or recounted
             suppressed += con.execute(f"SELECT count(*) FROM {table} WHERE NOT __cg_ok").fetchone()[0]
-            by_group = released_sketches(con, table, group, plan.sketch_salt)
+            by_group = released_sketches(con, table, group, plan.sketch_salt, cells)
             sketches.append(list(by_group.values()))
             if plan.noise:
                 threshold_noise.perturb(con, table, group, plan.noise[i], by_group, plan.sketch_salt)

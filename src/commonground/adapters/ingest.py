@@ -18,8 +18,8 @@ from typing import Callable
 import duckdb
 
 from ..domain.errors import BadInput
-from ..domain.schema import (FINGERPRINT_PATTERN, SEALED_PATTERN, ColumnType, DatasetSchema, Seal, inferred_schema,
-                             normalize_column_name)
+from ..domain.schema import (FINGERPRINT_PATTERN, SEALED_PATTERN, UNIT_HASH_COLUMN, ColumnType, DatasetSchema, Seal,
+                             inferred_schema, normalize_column_name)
 from ..ports import IngestedFile
 from . import curation as curation_steps
 
@@ -42,6 +42,20 @@ def _quote(path: Path) -> str:
 
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def unit_hash_sql(subject: str) -> str:
+    """The hidden unit column's value (domain.schema.UNIT_HASH_COLUMN) for the subject column
+    `subject`: DuckDB's 64-bit hash of the id's text, shifted to 63 bits so it is a plain BIGINT
+    every engine reads (Spark has no unsigned type). The engine computes the same expression on
+    the fly for versions written before the column existed, so both give one value per person."""
+    col = _ident(subject)
+    return f"CASE WHEN {col} IS NOT NULL THEN CAST(hash(CAST({col} AS VARCHAR)) >> 1 AS BIGINT) END"
+
+
+def has_unit_hash(con: duckdb.DuckDBPyConnection, relation: str) -> bool:
+    """Whether a relation (a version's rows) carries the hidden unit column; reads the footer only."""
+    return any(str(r[0]) == UNIT_HASH_COLUMN for r in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall())
 
 
 class ParquetIngest:
@@ -118,10 +132,10 @@ class ParquetIngest:
                 typed = self._typed_reader(reader, fmt, schema, file_columns)
                 padded = self._padded_columns(con, reader, schema, file_columns) if fmt == "csv" else set()
                 self._copy(con, f"SELECT {self._select(schema, file_columns, fmt, source.name, typed=True, padded=padded)} "
-                                f"FROM {typed}", tmp, progress)
+                                f"FROM {typed}", tmp, progress, schema)
             except _ConversionFailed:
                 try:  # e.g. a padded null marker (' ?') in a numeric column: trim everything, then cast
-                    self._copy(con, f"SELECT {checked} FROM {reader}", tmp, progress)
+                    self._copy(con, f"SELECT {checked} FROM {reader}", tmp, progress, schema)
                 except _ConversionFailed:
                     self._explain_conversion(con, schema, reader, file_columns, fmt, source.name)
             self._check_subjects(con, schema, tmp, source.name)
@@ -208,7 +222,9 @@ class ParquetIngest:
             return f"CAST({text} AS VARCHAR)"
         return f"{'CAST' if strict else 'TRY_CAST'}({text} AS {ctype.sql})"
 
-    def _copy(self, con, query: str, target: Path, progress) -> None:
+    def _copy(self, con, query: str, target: Path, progress, schema: DatasetSchema) -> None:
+        if schema.subject_column:  # the version's hidden unit column, from the converted subject id
+            query = f"SELECT *, {unit_hash_sql(schema.subject_column)} AS {_ident(UNIT_HASH_COLUMN)} FROM ({query})"
         done = threading.Event()
 
         def poll() -> None:
@@ -294,12 +310,15 @@ class ParquetIngest:
         if subject is None:
             rows = con.execute(f"SELECT count(*) FROM read_parquet({_quote(tmp)})").fetchone()[0]
             return int(rows), None, None
-        # Grouping on a 64-bit hash of the id is ~1.5x faster than on the strings. A collision
-        # (odds ~n^2/2^65: 3e-6 at 10M subjects) can only merge two people, which raises the
-        # rows-per-subject bound (safe: it sends more groups to exact counting).
+        # Grouping on a 64-bit hash of the id (the stored unit column, where the version has it)
+        # is faster than on the strings. A collision (odds ~n^2/2^64: 5e-6 at 10M subjects) can
+        # only merge two people, which raises the rows-per-subject bound (safe: it sends more
+        # groups to exact counting).
+        source = f"read_parquet({_quote(tmp)})"
+        person = _ident(UNIT_HASH_COLUMN) if has_unit_hash(con, source) else f"hash({_ident(subject)})"
         rows, subjects, most = con.execute(
-            f"SELECT coalesce(sum(c), 0), count(*), max(c) FROM (SELECT count(*) AS c FROM read_parquet({_quote(tmp)}) "
-            f"GROUP BY hash({_ident(subject)}))").fetchone()
+            f"SELECT coalesce(sum(c), 0), count(*), max(c) FROM (SELECT count(*) AS c FROM {source} "
+            f"GROUP BY {person})").fetchone()
         return int(rows), int(subjects), int(most) if most is not None else None
 
     def sweep(self, referenced: set[Path]) -> list[Path]:

@@ -1,5 +1,8 @@
 """Keyed pseudonyms in DuckDB through the native HMAC-SHA256 (`_keyed_hash.c`), with the SQL form as fallback.
 
+A pseudonym is the HMAC truncated to 128 bits: 32 lowercase hex characters (`PSEUDONYM_HEX`),
+the C function writing only those, so nothing is sliced here.
+
 `policy.transforms.hmac_sql` spells HMAC-SHA256 in SQL over DuckDB's software SHA-256: four
 compressions per row plus string work, most of an export's time. The native function does the
 same HMAC over OpenSSL (two compressions per row, the key's midstates computed once) on
@@ -19,7 +22,7 @@ from typing import Callable
 import duckdb
 import pyarrow as pa
 
-from ..policy.transforms import hmac_sql
+from ..policy.transforms import PSEUDONYM_HEX, hmac_sql
 
 try:
     from . import _keyed_hash
@@ -27,19 +30,19 @@ except ImportError:  # the C extension did not build (no compiler or libcrypto h
     _keyed_hash = None  # type: ignore[assignment]
     logging.getLogger(__name__).warning("native keyed hash not built; pseudonyms use the SQL form")
 
-_DIGEST = 64  # hex characters per pseudonym
 _PIECE = 1 << 16  # rows per native call; DuckDB passes chunks of at most 2048
-# One offsets buffer 0, 64, 128, ... shared by every result: a prefix of it fits any piece.
-_OFFSETS = pa.array(range(0, _DIGEST * (_PIECE + 1), _DIGEST), pa.int32()).buffers()[1]
+# One offsets buffer 0, 32, 64, ... shared by every result: a prefix of it fits any piece.
+_OFFSETS = pa.array(range(0, PSEUDONYM_HEX * (_PIECE + 1), PSEUDONYM_HEX), pa.int32()).buffers()[1]
 
 
 def pseudonymiser(key: bytes) -> Callable[[pa.Array | pa.ChunkedArray], pa.ChunkedArray]:
-    """The Arrow function: string values -> their hex HMAC-SHA256 under `key`, nulls kept null."""
+    """The Arrow function: string values -> their pseudonyms under `key` (hex HMAC-SHA256 truncated
+    to 128 bits), nulls kept null."""
     if _keyed_hash is None:
         raise RuntimeError("the native keyed hash is not built")
     if len(key) > 64:
         raise ValueError("pseudonym keys are at most 64 bytes")
-    hmac_hex = _keyed_hash.hmac_sha256_hex
+    hmac_hex = _keyed_hash.hmac_sha256_128_hex
 
     def piece(values: pa.Array) -> pa.Array:
         validity, offsets, data = values.buffers()

@@ -64,6 +64,18 @@ class PrivacyRecords:
         if rows:
             conn.execute(t.released_groups.insert(), rows)
 
+    def released_result(self, conn: sa.Connection, recipient: str, fingerprint: str) -> int | None:
+        """The ledger index of the first release of this fingerprint to `recipient`, if any."""
+        r = t.released_results
+        index = conn.execute(sa.select(sa.func.min(r.c.ledger_index)).where(
+            r.c.recipient == recipient, r.c.fingerprint == fingerprint)).scalar()
+        return None if index is None else int(index)
+
+    def insert_released_result(self, conn: sa.Connection, recipient: str, fingerprint: str, ledger_index: int,
+                               at: dt.datetime) -> None:
+        conn.execute(t.released_results.insert().values(recipient=recipient, fingerprint=fingerprint,
+                                                        ledger_index=ledger_index, at=at))
+
     def privacy_spent(self, conn: sa.Connection, agreement_id: str, recipient: str) -> tuple[float, float]:
         """(epsilon, delta) spent so far by `recipient` under the agreement."""
         s = t.privacy_spends

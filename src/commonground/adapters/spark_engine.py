@@ -16,8 +16,8 @@ How the walls compare with DuckDB's (see docs/deploy.md):
 - Each query runs in its own `SparkSession.newSession()` (its own temporary views and SQL
   settings, the shared SparkContext), under a job group cancelled after the timeout.
 - Memory is the cluster's (executor memory), not a per-query limit.
-- The keyed pseudonym is the same HMAC-SHA256 as DuckDB's, spelled in Spark SQL (`sha2`,
-  `unhex`, binary `||`), so both engines give the same pseudonyms. The pads derived from the
+- The keyed pseudonym is the same truncated HMAC-SHA256 as DuckDB's, spelled in Spark SQL
+  (`sha2`, `unhex`, binary `||`, `left`), so both engines give the same pseudonyms. The pads derived from the
   key are part of the query plan Spark ships to executors and shows in its UI and event log:
   the UI is off by default here, and event logs must not be enabled or must be protected.
 
@@ -37,8 +37,9 @@ import sqlglot
 from sqlglot import exp
 
 from ..domain.errors import BadInput
+from ..domain.schema import UNIT_HASH_COLUMN
 from ..policy.context import GroupQuery, Plan, RelationView
-from ..policy.differencing import CELLS, KEY, SPARK_XXHASH64, UNIT, WEIGHT, Sketch
+from ..policy.differencing import CELLS, KEY, SPARK_UNIT_XXHASH64, UNIT, WEIGHT, Sketch
 from ..policy.transforms import PSEUDONYM_PREFIX, hmac_sql
 from ..ports import ConsentGate, QueryResult
 from .duckdb_engine import DuckDBEngine, QueryTimeout, _query_error
@@ -188,10 +189,12 @@ class SparkEngine:
         for i, view in enumerate(plan.views):
             source = str(Path(sources[view.dataset]).resolve())
             src = f"cg_src_{i}"
-            if view.consent:
-                self._consented(spark, i, view, source, *gates[view.dataset]).createOrReplaceTempView(src)
-            else:
-                spark.read.parquet(source).createOrReplaceTempView(src)
+            rows = self._consented(spark, i, view, source, *gates[view.dataset]) if view.consent \
+                else spark.read.parquet(source)
+            if view.unit_subject and UNIT_HASH_COLUMN not in rows.columns:  # a version from before the column
+                rows = rows.selectExpr("*", f"CASE WHEN {_bt(view.unit_subject)} IS NOT NULL THEN "
+                                       f"xxhash64(CAST({_bt(view.unit_subject)} AS STRING)) END AS {UNIT_HASH_COLUMN}")
+            rows.createOrReplaceTempView(src)
             select = view.select_sql.replace("FROM cg_source", f"FROM {src}").replace("FROM cg_consented", f"FROM {src}")
             target = f"cg_view_{i}"
             spark.sql(self._translate(select, {}, pseudonyms, frozenset({src}))).createOrReplaceTempView(target)
@@ -278,7 +281,7 @@ class SparkEngine:
         cells: dict[int, list[tuple[int, int, int, int]]] = {}
         for row in spark.sql(sql, args={"salt": salt.hex()}).collect():
             cells.setdefault(row["gid"], []).append((row["cell"], row["n"], int(row["s"]), int(row["q"])))
-        return [Sketch.from_cells(c, SPARK_XXHASH64) for c in cells.values()]
+        return [Sketch.from_cells(c, SPARK_UNIT_XXHASH64) for c in cells.values()]
 
     @staticmethod
     def _counts(df: Any) -> tuple[int, int]:

@@ -17,6 +17,7 @@ from typing import Any, Iterable
 import duckdb
 
 from ..domain.errors import BadInput
+from ..domain.schema import UNIT_HASH_COLUMN
 from ..ports import IngestedFile
 from .ingest import ParquetIngest, _ident, _quote, publish
 
@@ -58,7 +59,8 @@ class SubjectData:
         try:
             con.register("cg_wanted", pa.table({"s": pa.array(sorted(set(subjects)), pa.string())}))
             names = ", ".join(_ident(c) for c in (columns or []))
-            select = f"{names}" if columns else "* EXCLUDE (__cg_n, __cg_s)"
+            # All columns: the declared ones, not this read's helpers or the version's hidden unit column.
+            select = f"{names}" if columns else f"COLUMNS(lambda c: c NOT IN ('__cg_n', '__cg_s', '{UNIT_HASH_COLUMN}'))"
             cursor = con.execute(
                 f"SELECT __cg_s, {select} FROM (SELECT *, {_ident(subject_column)} AS __cg_s, row_number() OVER "
                 f"(PARTITION BY {_ident(subject_column)}) AS __cg_n FROM read_parquet({_quote(path)}) "
@@ -142,7 +144,7 @@ class SubjectData:
         """For each candidate export (record, the dataset file, its subject column, the agreement):
         how many values of the leaked file's best-matching column are that recipient's pseudonyms."""
         from ..policy.exports import recipient_key  # noqa: PLC0415 - only tracing needs it
-        from ..policy.transforms import hmac_sql  # noqa: PLC0415
+        from ..policy.transforms import PSEUDONYM_HEX, hmac_sql  # noqa: PLC0415
 
         if not leaked.is_file():
             raise BadInput(f"cannot read {leaked}: no such file")
@@ -167,8 +169,10 @@ class SubjectData:
                 pseudonym = hmac_sql(recipient_key(agreement, record["recipient"]), f"CAST({_ident(subject)} AS VARCHAR)")
                 con.execute(f"CREATE OR REPLACE TEMP TABLE theirs AS SELECT DISTINCT {pseudonym} AS p "
                             f"FROM read_parquet({_quote(data)})")
-                best = max((con.execute(f"SELECT count(*) FROM leaked WHERE CAST({_ident(c)} AS VARCHAR) IN "
-                                        "(SELECT p FROM theirs)").fetchone()[0], c) for c in columns)
+                # Copies made before pseudonyms were cut to 128 bits carry the 64-character form,
+                # whose first 32 characters are today's pseudonym.
+                best = max((con.execute(f"SELECT count(*) FROM leaked WHERE left(CAST({_ident(c)} AS VARCHAR), "
+                                        f"{PSEUDONYM_HEX}) IN (SELECT p FROM theirs)").fetchone()[0], c) for c in columns)
                 out.append({"recipient": record["recipient"], "export": record["id"], "agreement": record["agreement"],
                             "dataset": record["dataset"], "matched": best[0], "column": best[1] if best[0] else None,
                             "rows": total, "export_in_metadata": metadata.get("commonground.export") == record["id"]})

@@ -11,7 +11,7 @@ from sqlalchemy import (BigInteger, Column, DateTime, ForeignKey, Index, Integer
 metadata = MetaData()
 
 # The newest migration in adapters/migrations/versions; a store behind it is upgraded on open.
-SCHEMA_REVISION = "0012"
+SCHEMA_REVISION = "0013"
 
 parties = Table(
     "parties", metadata,
@@ -433,6 +433,20 @@ released_groups = Table(
     Column("row_bound", BigInteger),
     Index("ix_released_groups_rows", "agreement_id", "recipient", "sketch_rows"),
     Index("ix_released_groups_bound", "agreement_id", "recipient", "row_bound"),
+)
+
+# Results released to a recipient, by fingerprint (services/privacy.release_fingerprint: the
+# plan, the agreements' versions, the inputs' bytes and consent state): the same query over the
+# same inputs releases the same groups, so a repeat needs neither sketches nor the check.
+# Not unique: two first releases racing may both record theirs.
+released_results = Table(
+    "released_results", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("recipient", String(63), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("ledger_index", BigInteger, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_released_results_fingerprint", "recipient", "fingerprint"),
 )
 
 # Differential-privacy spending per (agreement, recipient): the budget left is the agreement's

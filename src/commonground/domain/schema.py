@@ -85,6 +85,11 @@ SEALED_MIN_BYTES = 1 + SEAL_NONCE_BYTES + SEAL_TAG_BYTES
 # The first byte (0x01 or 0x02) puts 'A' first and one of Q..v second; an unpadded base64url
 # string is never 1 character longer than a multiple of 4.
 SEALED_PATTERN = r"^A[Q-Za-v][A-Za-z0-9_-]{37,}$"
+# A stored version's one hidden column (no declared column can take the name: headers lose
+# leading underscores): a 63-bit hash of each row's subject id, written at ingest. Queries group,
+# count and sketch people on this integer instead of reading and hashing the id's text every time
+# (docs/privacy.md §2); a collision can only merge two people, which errs towards refusing.
+UNIT_HASH_COLUMN = "__cg_unit"
 NORMALIZATIONS = ("trim", "lower", "nfc", "digits")
 _DOMAIN = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
 

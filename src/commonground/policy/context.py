@@ -57,6 +57,10 @@ class RelationView:
     select_sql: str
     consent: str | None = None  # "opt_in" | "opt_out": the view reads `cg_consented`
     consent_subject: str | None = None
+    # The subject column the view's privacy unit comes from, when it reads the version's hidden
+    # unit column (domain.schema.UNIT_HASH_COLUMN): the engine derives that column from this one
+    # for versions written before it existed.
+    unit_subject: str | None = None
 
     def consent_gate(self) -> str | None:
         """What `cg_consented` is, in words, for explain output."""
@@ -96,6 +100,11 @@ class GroupQuery:
     # Most sketch rows one person can have (the row-count bound of the fast path), None when
     # unknown; the differencing history reads only groups whose row counts could be close.
     sketch_row_bound: int | None = None
+    # The same tables with the released groups' sketch cells computed in the same pass
+    # (differencing.sketched_group; DuckDB's SQL, the sketch key a `$cg_sketch_key` parameter),
+    # None where the block cannot be so grouped: engines then run `sketch_sql` as a pass of its own.
+    fast_sketched_sql: str | None = None
+    exact_sketched_sql: str | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +134,10 @@ class Plan:
     # Threshold modes with `access.noise`: per group table, the released values that get seeded
     # noise (policy/noise.py); empty when no agreement of the query asks for noise.
     noise: tuple[Any, ...] = ()
+    # Whether the same plan over the same inputs releases the same groups: no CURRENT_DATE and
+    # the like, no seeded noise (drawn per group from its sketch). A repeat of such a release
+    # needs no sketches and no differencing check (services/privacy.release_fingerprint).
+    repeatable: bool = False
 
     @property
     def governed(self) -> bool:

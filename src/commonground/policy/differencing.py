@@ -38,10 +38,17 @@ CELLS = 64
 _MOD = 1 << 64
 _HALF = 1 << 63
 _FORMAT = f"<B{CELLS}q{CELLS}Q{CELLS}Q"
-DUCKDB_HASH, SPARK_XXHASH64 = 0, 1  # sketch schemes
+# Sketch schemes: which engine's keyed hash of what made x. 0 and 1 hashed the id's text (sketches
+# released before the hidden unit column, domain.schema.UNIT_HASH_COLUMN); 2 and 3 hash that column.
+DUCKDB_HASH, SPARK_XXHASH64, DUCKDB_UNIT_HASH, SPARK_UNIT_XXHASH64 = 0, 1, 2, 3
 UNIT = "__cg_unit"
 WEIGHT = "__cg_weight"
 KEY = "__cg_key_"
+# The one-pass group table's extra columns (sketched_group), and the query parameter that carries
+# the engine's sketch key (never in the SQL text).
+CELL, CELL_ROW, CELL_ROWS, CELL_SUM, CELL_SQUARES = "__cg_cell", "__cg_cell_row", "__cg_n", "__cg_s", "__cg_q"
+CELL_COLUMNS = (CELL, CELL_ROW, CELL_ROWS, CELL_SUM, CELL_SQUARES)
+SKETCH_KEY = "cg_sketch_key"
 
 
 @dataclass(frozen=True)
@@ -183,3 +190,46 @@ def group_keys(select: exp.Select) -> list[exp.Expression]:
     group = select.args.get("group")
     return [exp.alias_(k.copy(), f"{KEY}{i}", quoted=True, copy=False)
             for i, k in enumerate(group.expressions if group else [])]
+
+
+def sketched_group(inner: exp.Select, unit: exp.Expression, weight: exp.Expression | None) -> exp.Select | None:
+    """(Changes `inner` in place and returns it, or None leaving it as it was.) The group table and its groups' sketch cells in one pass over the rows (DuckDB): the
+    group SELECT (`inner`, its output already extended with keys and threshold) grouped by
+    GROUPING SETS ((keys), (keys, cell)), so the cell rows (`__cg_cell_row`) carry per (group,
+    cell) the rows, sum x and sum x^2 of x = the unit's keyed hash >> 32 (the scheme
+    group_sketch.py computes in a pass of its own). A join or a scan runs once instead of twice.
+    HAVING keeps every cell row: it judges groups, and the engine joins cells to the groups kept.
+    None where grouping sets would change the block's meaning (DISTINCT, windows, QUALIFY, a
+    GROUP BY that already has sets) or its keys could be positions; the engine then sketches
+    in its own pass (`sketch_sql`)."""
+    group = inner.args.get("group")
+    keys = list(group.expressions) if group else []
+    if (inner.args.get("distinct") or inner.args.get("qualify") or inner.find(exp.Window)
+            or (group and any(group.args.get(a) for a in ("grouping_sets", "cube", "rollup", "all")))
+            or any(isinstance(k, (exp.Cube, exp.Rollup, exp.GroupingSets, exp.Literal)) for k in keys)):
+        return None
+    sketched = inner  # changed in place: the caller has generated the plain form already
+    key = exp.Cast(this=exp.Placeholder(this=SKETCH_KEY), to=exp.DataType.build("UBIGINT", dialect=DIALECT))
+    x = exp.paren(exp.BitwiseRightShift(this=exp.Anonymous(this="hash", expressions=[unit.copy(), key]),
+                                        expression=exp.Literal.number(32)), copy=False)
+    if weight is None:
+        rows, total, square = exp.Count(this=exp.Star()), exp.Sum(this=x.copy()), exp.Sum(this=exp.Mul(this=x.copy(), expression=x.copy()))
+    else:  # weight * x^2 can pass 2^64
+        w = exp.cast(weight.copy(), "HUGEINT")
+        rows, total = exp.Sum(this=w.copy()), exp.Sum(this=exp.Mul(this=w.copy(), expression=x.copy()))
+        square = exp.Sum(this=exp.Mul(this=exp.Mul(this=w, expression=x.copy()), expression=x.copy()))
+    cell = exp.column(CELL, quoted=True)
+    grouping = exp.Anonymous(this="GROUPING", expressions=[cell.copy()])
+    sketched.set("expressions", [*sketched.expressions,
+                                 exp.alias_(exp.cast(exp.Mod(this=x, expression=exp.Literal.number(CELLS)), "INTEGER"), CELL, quoted=True),
+                                 exp.alias_(exp.EQ(this=grouping.copy(), expression=exp.Literal.number(0)), CELL_ROW, quoted=True),
+                                 exp.alias_(rows, CELL_ROWS, quoted=True), exp.alias_(total, CELL_SUM, quoted=True),
+                                 exp.alias_(square, CELL_SQUARES, quoted=True)])
+    sets = exp.GroupingSets(expressions=[exp.Tuple(expressions=[k.copy() for k in keys]),
+                                         exp.Tuple(expressions=[*(k.copy() for k in keys), cell])])
+    sketched.set("group", exp.Group(expressions=[sets]))
+    having = sketched.args.get("having")
+    if having is not None:
+        cells = exp.EQ(this=grouping, expression=exp.Literal.number(0))
+        sketched.set("having", exp.Having(this=exp.or_(cells, exp.paren(having.this, copy=False), copy=False)))
+    return sketched

@@ -104,10 +104,9 @@ def dp_plan(a: Analysis, scopes: list[Scope], lineage: Lineage) -> Plan:
     rows.set("group", None)
     rows.set("expressions", [exp.alias_(d.copy(), f"{DIM}{i}", quoted=True) for i, (_, d) in enumerate(dims)]
              + [exp.alias_(m.copy(), f"{MEASURE}{j}", quoted=True) for j, m in enumerate(measures)]
-             # Bounded per 64-bit hash of the unit: grouping by an integer is faster than by text,
-             # and a collision only puts two people under one bound, which is stricter, not looser.
-             + [exp.alias_(exp.Anonymous(this="hash", expressions=[exp.column(PRIVACY_UNIT, table=alias, quoted=True)]),
-                           PRIVACY_UNIT, quoted=True)])
+             # Bounded per unit: the version's 63-bit hash of the id (dataset_view), an integer to
+             # group by; a collision only puts two people under one bound, stricter, not looser.
+             + [exp.alias_(exp.column(PRIVACY_UNIT, table=alias, quoted=True), PRIVACY_UNIT, quoted=True)])
     epsilon = query_epsilon(a, dp.epsilon_per_query)
     plan = DpPlan(ref.agreement.id, tuple(n for n, _ in dims), tuple(aggregates),  # type: ignore[union-attr]
                   # delta is shared out like epsilon; only partition selection (GROUP BY) spends it

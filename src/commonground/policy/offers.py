@@ -87,7 +87,7 @@ def govern_offer(sql: str, ctx: QueryContext) -> Plan:
     if len(set(columns)) != len(columns):
         raise Refused(["offer: output names must be unique; alias each output"])
     keys: dict[str, bytes] = {}
-    view = dataset_view(ref, {}, keys, None)
+    view = dataset_view(ref, {}, keys, None, unit_as_id=True)  # the offer is addressed to each person by id
     errors_without_values(tree)
     unit = exp.column(PRIVACY_UNIT, quoted=True)
     used = sorted({c.name for c in tree.find_all(exp.Column)})

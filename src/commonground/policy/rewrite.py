@@ -15,6 +15,7 @@ from sqlglot.optimizer.scope import Scope
 
 from ..domain.agreements import Transform, TransformKind
 from ..domain.errors import Refused
+from ..domain.schema import UNIT_HASH_COLUMN
 from . import differencing, noise, transforms
 from .analysis import (DIALECT, INJECTIVE, PRIVACY_UNIT, Analysis, Lineage, Ref, branches, conjuncts,
                        is_aggregating, output_scopes, short)
@@ -73,7 +74,12 @@ def rewrite(a: Analysis, scopes: list[Scope], lineage: Lineage) -> Plan:
         fields=tuple(fields),
         sketch_salt=refs_by_agreement[0].agreement.hash_key,  # type: ignore[union-attr]
         noise=tuple(noises),
+        repeatable=not noises and a.tree.find(*_CLOCKS) is None,
     )
+
+
+# Functions whose value depends on when the query runs, not on its inputs.
+_CLOCKS = (exp.CurrentDate, exp.CurrentTimestamp, exp.CurrentTime)
 
 
 _THRESHOLD = "__cg_threshold"  # a placeholder no query can contain: `__cg` names are refused
@@ -94,17 +100,23 @@ def _group_query(select: exp.Select, units: PrivacyUnits, weight: exp.Expression
     template = inner.sql(DIALECT, copy=False)
     placeholder = exp.column(_THRESHOLD, quoted=True).sql(DIALECT)
     assert template.count(placeholder) == 1
+    sketched = differencing.sketched_group(inner, units[0][0], weight)  # takes `inner` over: no copy
+    sketched_template = sketched.sql(DIALECT, copy=False) if sketched is not None else None
 
     rows_are_units = _reads_one_dataset(select)
+    thresholds = {exact: ", ".join(e.sql(DIALECT) for e in _threshold(units, k, exact, rows_are_units))
+                  for exact in (False, True)}
 
-    def fill(exact: bool) -> str:
-        threshold = _threshold(units, k, exact, rows_are_units)
-        return template.replace(placeholder, ", ".join(e.sql(DIALECT) for e in threshold))
-    fast = fill(exact=False) if all(m is not None for _, m in units) else None
+    def fill(sql: str, exact: bool) -> str:
+        return sql.replace(placeholder, thresholds[exact])
+    bounded = all(m is not None for _, m in units)
+    fast = fill(template, exact=False) if bounded else None
     # Without a weight a sketch row is an output-level row, of which one person has at most the
     # fast path's bound; a weighted row stands for base rows of an inner level, not bounded here.
-    return GroupQuery(fast, fill(exact=True), sketch_sql, sketch_keys, sketch_weighted=weight is not None,
-                      sketch_row_bound=None if weight is not None else units[0][1])
+    return GroupQuery(fast, fill(template, exact=True), sketch_sql, sketch_keys, sketch_weighted=weight is not None,
+                      sketch_row_bound=None if weight is not None else units[0][1],
+                      fast_sketched_sql=fill(sketched_template, exact=False) if sketched_template and bounded else None,
+                      exact_sketched_sql=fill(sketched_template, exact=True) if sketched_template else None)
 
 
 def errors_without_values(tree: exp.Expression) -> None:
@@ -135,7 +147,11 @@ def _elidable_hash(refs) -> str | None:
 _AS_TEXT = (Transform(TransformKind.RAW), "=text")
 
 
-def dataset_view(ref: Ref, own_transforms, keys: dict[str, bytes], elide: str | None) -> RelationView:
+def dataset_view(ref: Ref, own_transforms, keys: dict[str, bytes], elide: str | None,
+                 unit_as_id: bool = False) -> RelationView:
+    """`unit_as_id`: the privacy unit is the subject id itself (offers address people by it);
+    otherwise it is the version's hidden 63-bit hash of the id, which every query only groups,
+    counts and sketches, and which is much cheaper to read and hash than the id's text."""
     raw = Transform(TransformKind.RAW)
     if ref.agreement is not None:
         agreement_id = ref.agreement.id
@@ -146,7 +162,10 @@ def dataset_view(ref: Ref, own_transforms, keys: dict[str, bytes], elide: str | 
             for col, transform in ref.visible().items())
         if any(t.kind is TransformKind.HASH for _, t, _ in columns):
             keys[transforms.pseudonym_function(agreement_id)] = ref.agreement.hash_key
-        return _relation(ref, _view_sql(columns, ref.table.schema.subject_column, *_consent(ref)))
+        subject = ref.table.schema.subject_column
+        if unit_as_id or subject is None:
+            return _relation(ref, _view_sql(columns, subject, *_consent(ref)))
+        return _relation(ref, _view_sql(columns, UNIT_HASH_COLUMN, *_consent(ref)), unit_subject=subject)
     # A hashed own key uses the agreement's function, which the foreign side registered.
     # Own columns joined to a hashed key are restricted like identifiers, so the same elision holds.
     columns = tuple(
@@ -163,9 +182,9 @@ def _consent(ref: Ref) -> tuple[str | None, str | None]:
     return ref.table.consent, ref.table.schema.subject_column if ref.table.consent else None
 
 
-def _relation(ref: Ref, select_sql: str) -> RelationView:
+def _relation(ref: Ref, select_sql: str, unit_subject: str | None = None) -> RelationView:
     consent, subject = _consent(ref)
-    return RelationView(ref.table.key, select_sql, consent if subject else None, subject)
+    return RelationView(ref.table.key, select_sql, consent if subject else None, subject, unit_subject)
 
 
 @functools.lru_cache(maxsize=1024)

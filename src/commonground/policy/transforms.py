@@ -2,6 +2,9 @@
 
 The keyed hash is HMAC-SHA256 (RFC 2104) spelled in SQL over the engine's own SHA-256:
     HMAC(K, m) = SHA256((K ^ opad) || SHA256((K ^ ipad) || m))
+truncated to its first 128 bits (NIST SP 800-107 allows truncated HMACs): a pseudonym is the
+first PSEUDONYM_HEX = 32 lowercase hex characters of the digest, which still makes collisions
+negligible for join keys (about 2^-65 for 2^32 distinct values) and writes half the bytes.
 The key never appears in SQL text: the engine defines the function `name(x)` from the plan's
 `pseudonym_keys`, and the SQL only calls it by name.
 """
@@ -13,6 +16,7 @@ from sqlglot import exp
 from ..domain.agreements import Transform, TransformKind
 
 PSEUDONYM_PREFIX = "cg_pseudonym_"
+PSEUDONYM_HEX = 32  # hex characters of a pseudonym: HMAC-SHA256 truncated to 128 bits
 
 
 def pseudonym_function(agreement_id: str) -> str:
@@ -20,14 +24,14 @@ def pseudonym_function(agreement_id: str) -> str:
 
 
 def hmac_sql(key: bytes, value_sql: str) -> str:
-    """The body of the engine-side pseudonym function for one key (hex digest output)."""
+    """The body of the engine-side pseudonym function for one key (the truncated hex digest)."""
     block = key.ljust(64, b"\0") if len(key) <= 64 else None
     if block is None:
         raise ValueError("pseudonym keys are at most 64 bytes")
     ipad = bytes(b ^ 0x36 for b in block).hex()
     opad = bytes(b ^ 0x5C for b in block).hex()
     inner = f"unhex(sha256(unhex('{ipad}') || encode(CAST({value_sql} AS VARCHAR))))"
-    return f"sha256(unhex('{opad}') || {inner})"
+    return f"left(sha256(unhex('{opad}') || {inner}), {PSEUDONYM_HEX})"
 
 
 def apply(transform: Transform, column: exp.Expression, agreement_id: str) -> exp.Expression:

@@ -4,12 +4,16 @@ ledger lock), so checking and recording cannot race another query of the same re
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+import hashlib
+import json
+from typing import Any, Mapping
 
 from ..domain.errors import BadInput
+from ..domain.records import DatasetVersion
 from ..policy.context import Plan
 from ..policy.differencing import Released, Sketch, candidate_window, differencing_reasons, released_groups
-from ..ports import QueryResult
+from ..ports import ConsentGate, QueryResult
 from .agreements import show
 from .deps import Deps
 
@@ -33,11 +37,49 @@ def differencing_refusal(deps: Deps, conn: Any, party: str, plan: Plan, result: 
     return differencing_reasons(new, earlier, plan.min_group_size)
 
 
-def remember_release(deps: Deps, conn: Any, party: str, plan: Plan, result: QueryResult, ledger_index: int) -> None:
+def remember_release(deps: Deps, conn: Any, party: str, plan: Plan, result: QueryResult, ledger_index: int,
+                     fingerprint: str | None) -> None:
     if plan.groups and result.sketches is not None:
         deps.store.insert_released_sketches(conn, plan.agreements, party,
                                             [(r.sketch.to_bytes(), r.rows, r.row_bound) for r in _released(plan, result)],
                                             ledger_index, deps.now())
+        if fingerprint is not None:
+            deps.store.insert_released_result(conn, party, fingerprint, ledger_index, deps.now())
+
+
+def release_fingerprint(plan: Plan, versions: Mapping[str, DatasetVersion], consent: Mapping[str, ConsentGate]) -> str | None:
+    """What identifies a release: the plan (every SQL the engine runs, the agreements, k), the
+    bytes of each input version and each consent gate's state. Two releases with the same
+    fingerprint release the same groups, so the second reveals nothing the first did not and
+    its sketches equal the first's; the first was checked against everything released before
+    it, and everything released since was checked against it (the check is symmetric). So a
+    repeat needs no sketches and no check. None for plans that release no groups or whose
+    result depends on more than the inputs (Plan.repeatable)."""
+    if not plan.groups or not plan.repeatable:
+        return None
+    document = {
+        "sql": plan.sql, "views": [v.select_sql for v in plan.views], "agreements": list(plan.agreements),
+        "k": plan.min_group_size,
+        "groups": [[g.fast_sql, g.exact_sql, g.sketch_sql, g.fast_sketched_sql, g.exact_sketched_sql] for g in plan.groups],
+        "inputs": {key: versions[key].sha256 for key in plan.datasets},
+        "consent": {key: [g.mode, g.purpose, g.source_sha256, g.base_seq, sorted(g.changes.items())]
+                    for key, g in sorted(consent.items())},
+    }
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+
+
+def earlier_release(deps: Deps, party: str, fingerprint: str | None) -> int | None:
+    """The ledger index of the release this one repeats, if any."""
+    if fingerprint is None:
+        return None
+    with deps.store.read() as conn:
+        return deps.store.released_result(conn, party, fingerprint)
+
+
+def without_sketches(plan: Plan) -> Plan:
+    """The plan of a repeated release: the same group tables, no sketch cells."""
+    return dataclasses.replace(plan, groups=tuple(
+        dataclasses.replace(g, sketch_sql=None, fast_sketched_sql=None, exact_sketched_sql=None) for g in plan.groups))
 
 
 def _released(plan: Plan, result: QueryResult) -> list[Released]:

@@ -69,13 +69,16 @@ def run_query(deps: Deps, party: str, purpose: str, sql: str, epsilon: float | N
         refused, budget = privacy.spend_budget(deps, party, purpose, plan)
         if refused:
             raise Refused(refused)
-    result = deps.engine.run(plan, sources, consent)
+    fingerprint = privacy.release_fingerprint(plan, versions, consent)
+    repeat_of = privacy.earlier_release(deps, party, fingerprint)
+    result = deps.engine.run(plan if repeat_of is None else privacy.without_sketches(plan), sources, consent)
     if plan.dp is not None:
         result = dataclasses.replace(result, dp={**result.dp, **budget})
     reasons = _record(deps, party, purpose, {
         "allowed": True, "agreements": list(plan.agreements), "datasets": list(plan.datasets),
         "fields": list(plan.fields), "rows": len(result.rows), "suppressed_groups": result.suppressed_groups,
-        "governed": plan.governed}, plan, versions, result)
+        "governed": plan.governed, **({"repeat_of": repeat_of} if repeat_of is not None else {})},
+        plan, versions, result, fingerprint, repeat_of)
     if reasons:
         raise Refused(reasons)
     return result, plan
@@ -86,21 +89,24 @@ def explain_query(deps: Deps, party: str, purpose: str, sql: str, epsilon: float
 
 
 def _record(deps: Deps, party: str, purpose: str, details: dict[str, Any], plan: Plan | None = None,
-            versions: dict[str, DatasetVersion] | None = None, result: QueryResult | None = None) -> list[str]:
+            versions: dict[str, DatasetVersion] | None = None, result: QueryResult | None = None,
+            fingerprint: str | None = None, repeat_of: int | None = None) -> list[str]:
     """Every query is on the ledger: who, why, what it read and how much came out; never values.
     A query that ran is also a computation over each dataset version it read: receipts come from these.
     A result is released only if it passes the differencing check against the recipient's history,
-    in this same transaction; otherwise the refusal is recorded instead and its reasons returned."""
+    in this same transaction; otherwise the refusal is recorded instead and its reasons returned.
+    A repeat of an earlier release (`repeat_of`, privacy.release_fingerprint) is released as it was."""
     now = deps.now()
     with deps.store.transaction() as conn:
-        reasons = privacy.differencing_refusal(deps, conn, party, plan, result) if plan and result else []
+        reasons = (privacy.differencing_refusal(deps, conn, party, plan, result)
+                   if plan and result and repeat_of is None else [])
         if reasons:
             deps.store.append_entry(conn, {"event": "query", "party": party, "purpose": purpose, "allowed": False,
                                            "reasons": reasons, "at": now})
             return reasons
         index = deps.store.append_entry(conn, {"event": "query", "party": party, "purpose": purpose, **details, "at": now})
-        if plan is not None and result is not None:
-            privacy.remember_release(deps, conn, party, plan, result, index)
+        if plan is not None and result is not None and repeat_of is None:
+            privacy.remember_release(deps, conn, party, plan, result, index, fingerprint)
         if plan is not None and versions is not None:
             record_computation(deps, conn, "query", party, purpose, plan.agreements, plan.fields,
                                {key: versions[key] for key in plan.datasets}, index, now)
