@@ -36,7 +36,6 @@ epsilon share, sensitivity and candidates, no partition selection).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import statistics
 import sys
@@ -123,8 +122,7 @@ def main() -> None:
         sources = {"retailer.purchases": data}
         engine = DuckDBEngine(threads=args.threads)
         threshold_plan = govern(SQL, _context(args.rows, per_person, {"mode": "aggregate", "min_group_size": 10}))
-        bare_plan = dataclasses.replace(threshold_plan, groups=tuple(
-            dataclasses.replace(g, sketch_sql=None, fast_sketched_sql=None, exact_sketched_sql=None) for g in threshold_plan.groups))
+        bare_plan = threshold_plan.without_sketches()
         dp_access = {"mode": "dp", "min_group_size": 10, "epsilon": 10, "epsilon_per_query": 1.0, "delta": 1e-7,
                      "max_groups_per_subject": 1, "bounds": {"spend": list(BOUNDS)}}
         dp_plan = govern(SQL, _context(args.rows, per_person, dp_access))

@@ -5,6 +5,7 @@ All plain data: the governor reads no files, opens no connections and reads no c
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -138,6 +139,13 @@ class Plan:
     # the like, no seeded noise (drawn per group from its sketch). A repeat of such a release
     # needs no sketches and no differencing check (services/privacy.release_fingerprint).
     repeatable: bool = False
+
+    def without_sketches(self) -> Plan:
+        """The same group tables without differencing sketch cells (a repeated release; the
+        benchmarks' bare query)."""
+        return dataclasses.replace(self, groups=tuple(
+            dataclasses.replace(g, sketch_sql=None, fast_sketched_sql=None, exact_sketched_sql=None)
+            for g in self.groups))
 
     @property
     def governed(self) -> bool:

@@ -42,7 +42,7 @@ def submit(deps: Deps, recipient: str, purpose: str, sql: str, title: str,
         for p in needs_consent:
             vocab.check(Kind.PURPOSE, p)
     try:
-        plan, sources, consent, versions = query_svc.plan_query(deps, recipient, purpose, sql, per_subject=True)
+        plan, sources, consent, versions, _, _ = query_svc.plan_query(deps, recipient, purpose, sql, per_subject=True)
         result = deps.engine.run(plan, sources, consent)
         if len(result.rows) < plan.min_group_size:
             raise Refused([f"offer: fewer than {plan.min_group_size} people qualify (the agreement's minimum group "

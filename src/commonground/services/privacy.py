@@ -4,7 +4,6 @@ ledger lock), so checking and recording cannot race another query of the same re
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from typing import Any, Mapping
@@ -66,20 +65,6 @@ def release_fingerprint(plan: Plan, versions: Mapping[str, DatasetVersion], cons
                     for key, g in sorted(consent.items())},
     }
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
-
-
-def earlier_release(deps: Deps, party: str, fingerprint: str | None) -> int | None:
-    """The ledger index of the release this one repeats, if any."""
-    if fingerprint is None:
-        return None
-    with deps.store.read() as conn:
-        return deps.store.released_result(conn, party, fingerprint)
-
-
-def without_sketches(plan: Plan) -> Plan:
-    """The plan of a repeated release: the same group tables, no sketch cells."""
-    return dataclasses.replace(plan, groups=tuple(
-        dataclasses.replace(g, sketch_sql=None, fast_sketched_sql=None, exact_sketched_sql=None) for g in plan.groups))
 
 
 def _released(plan: Plan, result: QueryResult) -> list[Released]:

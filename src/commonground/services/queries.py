@@ -7,7 +7,7 @@ import datetime as dt
 import json
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..domain.errors import NotFound, Refused
 from ..domain.records import DatasetVersion
@@ -25,11 +25,20 @@ from .parties import require_party
 from .vocabulary import vocabulary
 
 
+class PlannedQuery(NamedTuple):
+    plan: Plan
+    sources: dict[str, Path]
+    consent: dict[str, ConsentGate]
+    versions: dict[str, DatasetVersion]
+    fingerprint: str | None  # privacy.release_fingerprint
+    repeat_of: int | None  # the ledger index of the earlier release this one repeats, if any
+
+
 def plan_query(deps: Deps, party: str, purpose: str, sql: str, per_subject: bool = False, epsilon: float | None = None
-               ) -> tuple[Plan, dict[str, Path], dict[str, ConsentGate], dict[str, DatasetVersion]]:
+               ) -> PlannedQuery:
     """Govern the query (or, `per_subject`, the offer computation) against the catalog as it is
-    now; read the consent gates it needs (the changes since each gate's base, in this same read
-    transaction). Returns the plan, its files, consent gates and versions."""
+    now; read the consent gates it needs (the changes since each gate's base) and whether the
+    party was released this very result before, all in this same read transaction."""
     with deps.store.read() as conn:
         versions, context = catalog(deps, conn, party, purpose, per_subject)
         context = dataclasses.replace(context, epsilon=epsilon)
@@ -40,7 +49,10 @@ def plan_query(deps: Deps, party: str, purpose: str, sql: str, per_subject: bool
                 version = versions[view.dataset]
                 dataset_id = deps.store.dataset_id(conn, require_party(deps, conn, version.owner).id, version.name)
                 consent[view.dataset] = consent_svc.gate(deps, conn, dataset_id, version, purpose)
-    return plan, {k: deps.home / v.path for k, v in versions.items()}, consent, versions
+        fingerprint = privacy.release_fingerprint(plan, versions, consent)
+        repeat_of = deps.store.released_result(conn, party, fingerprint) if fingerprint is not None else None
+    return PlannedQuery(plan, {k: deps.home / v.path for k, v in versions.items()}, consent, versions,
+                        fingerprint, repeat_of)
 
 
 def catalog(deps: Deps, conn, party: str, purpose: str, per_subject: bool = False
@@ -61,7 +73,7 @@ def run_query(deps: Deps, party: str, purpose: str, sql: str, epsilon: float | N
     """`epsilon`: for a query under access mode dp, what to spend (at most the agreement's
     epsilon_per_query, which is spent when it is None)."""
     try:
-        plan, sources, consent, versions = plan_query(deps, party, purpose, sql, epsilon=epsilon)
+        plan, sources, consent, versions, fingerprint, repeat_of = plan_query(deps, party, purpose, sql, epsilon=epsilon)
     except (Refused, NotFound) as refusal:
         _record(deps, party, purpose, {"allowed": False, "reasons": getattr(refusal, "reasons", [str(refusal)])})
         raise
@@ -69,9 +81,7 @@ def run_query(deps: Deps, party: str, purpose: str, sql: str, epsilon: float | N
         refused, budget = privacy.spend_budget(deps, party, purpose, plan)
         if refused:
             raise Refused(refused)
-    fingerprint = privacy.release_fingerprint(plan, versions, consent)
-    repeat_of = privacy.earlier_release(deps, party, fingerprint)
-    result = deps.engine.run(plan if repeat_of is None else privacy.without_sketches(plan), sources, consent)
+    result = deps.engine.run(plan if repeat_of is None else plan.without_sketches(), sources, consent)
     if plan.dp is not None:
         result = dataclasses.replace(result, dp={**result.dp, **budget})
     reasons = _record(deps, party, purpose, {
@@ -85,7 +95,7 @@ def run_query(deps: Deps, party: str, purpose: str, sql: str, epsilon: float | N
 
 
 def explain_query(deps: Deps, party: str, purpose: str, sql: str, epsilon: float | None = None) -> Plan:
-    return plan_query(deps, party, purpose, sql, epsilon=epsilon)[0]
+    return plan_query(deps, party, purpose, sql, epsilon=epsilon).plan
 
 
 def _record(deps: Deps, party: str, purpose: str, details: dict[str, Any], plan: Plan | None = None,
