@@ -20,16 +20,18 @@ run: install
 	$(BIN)/commonground --home $(HOME_DIR) demo --reset
 	$(BIN)/commonground --home $(HOME_DIR) serve --port $(PORT)
 
-## Pass the tests (unit, fixtures, integration, import contracts)
+## Pass the tests (unit, fixtures, integration, import contracts), one pytest worker per core
+## (pytest-xdist; every test builds its own store, database and server port). WORKERS=0 runs serially.
+WORKERS ?= auto
 test: install
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(WORKERS)
 
 ## The store-building suites again with every store on PostgreSQL (a fresh database per test;
 ## CI runs it after `make test`). tests/unit builds no store (the pure core), so it is not rerun.
 PG_TEST_URL ?= postgresql://127.0.0.1:5432/test
 test-postgres: install
-	COMMONGROUND_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest tests/integration tests/browser
+	COMMONGROUND_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest -n $(WORKERS) tests/integration tests/browser
 
 ## Long benchmarks, outside the test run (figures in docs/benchmarks.md)
 bench: install
