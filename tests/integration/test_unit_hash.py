@@ -47,6 +47,25 @@ def test_ingest_writes_the_hidden_unit_column_and_counts_people_on_it(version):
     assert (info.rows, info.distinct_subjects, info.max_rows_per_subject) == (len(rows), 40, 3)
 
 
+def test_a_version_stores_each_persons_rows_together(tmp_path):
+    """Uploaded interleaved (every person's first row, then every second row, ...), the stored
+    version keeps the same rows with each person's rows side by side, and the upload's progress
+    only moves forward, to 100."""
+    rows = [(f"c{p:03d}", "abcd"[p % 4], float(p * 10 + r)) for r in range(3) for p in range(40) if r <= p % 3]
+    source = tmp_path / "purchases.csv"
+    source.write_text("customer_id,segment,spend\n" + "".join(f"{c},{s},{v}\n" for c, s, v in rows))
+    seen: list[float] = []
+    info, _ = ParquetIngest(tmp_path / "home", max_bytes=1 << 30).ingest(
+        source, parse_schema(SCHEMA), tmp_path / "v1.parquet", progress=seen.append)
+    stored = duckdb.connect().execute(f"SELECT customer_id, segment, spend FROM read_parquet('{info.path}')").fetchall()
+    assert sorted(stored) == sorted(rows)
+    order = [customer for customer, _, _ in stored]
+    runs = [c for i, c in enumerate(order) if i == 0 or order[i - 1] != c]
+    assert len(runs) == 40  # one run per person: nobody's rows are split
+    assert seen == sorted(seen) and seen[-1] == 100.0
+    assert list((tmp_path / "home" / "tmp").glob("*.parquet")) == []  # neither file of the two passes is left
+
+
 def _context(schema, rows: int) -> QueryContext:
     terms = parse_agreement({
         "name": "t", "provider": "retailer", "recipients": ["brand"], "purposes": ["analytics"],
