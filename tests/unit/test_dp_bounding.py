@@ -1,7 +1,8 @@
 """The dp plan's contribution bounding (policy/dp.py), run on DuckDB before any noise: each
 person adds to at most m groups, 1 to each count and a clamped total to each sum. Only people in
 more than m groups are ranked at random, so both branches of the bounding SQL are exercised; with
-one row per person (known from ingest) the per-person step is skipped, with the same result."""
+one row per person (known from ingest) the per-person step is skipped, and with at most m rows
+per person the choice of m groups, each with the same result."""
 
 from __future__ import annotations
 
@@ -81,4 +82,27 @@ def test_one_row_per_person_skips_the_per_person_step_with_the_same_result(sql):
         con.execute(f"CREATE VIEW retailer.purchases AS {plan.views[0].select_sql}")
         results.append(sorted(con.execute(plan.sql).fetchall(), key=repr))
         assert ("__cg_units" in plan.sql) is (most is None)
+    assert results[0] == results[1]
+
+
+@pytest.mark.parametrize("max_groups", [2, 3])
+def test_at_most_m_rows_per_person_skips_the_choice_of_groups_with_the_same_result(max_groups):
+    """Nobody with at most m rows can be in more than m groups: with ingest's bound at 2 rows per
+    person and m >= 2, the plan keeps the per-person totals but not the choice of groups, and
+    bounds the groups exactly as the full path does (clamping 2 x 300 -> 500 included)."""
+    people = [(f"p{i}", "abc"[(i + r) % 3], float(i * 7 % 90 + r)) for i in range(30) for r in range(1 + i % 2)] + [
+        ("big", "a", 300.0), ("big", "a", 300.0), ("two", "b", 10.0), ("two", "c", 20.0)]
+    sql = "SELECT segment, COUNT(*) AS n, SUM(spend) AS s FROM retailer.purchases GROUP BY segment"
+    results = []
+    for most in (2, None):
+        table = TableInfo("retailer", "purchases", parse_schema(SCHEMA), len(people), most)
+        plan = govern(sql, QueryContext("brand", "analytics", {"retailer.purchases": table}, (_state(max_groups),)))
+        con = duckdb.connect()
+        con.execute("CREATE TABLE cg_source (customer_id VARCHAR, segment VARCHAR, spend DOUBLE)")
+        con.executemany("INSERT INTO cg_source VALUES (?, ?, ?)", people)
+        add_unit_hash(con)
+        con.execute("CREATE SCHEMA retailer")
+        con.execute(f"CREATE VIEW retailer.purchases AS {plan.views[0].select_sql}")
+        results.append(sorted(con.execute(plan.sql).fetchall(), key=repr))
+        assert ("__cg_many" in plan.sql) is (most is None)
     assert results[0] == results[1]

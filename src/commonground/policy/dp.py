@@ -99,7 +99,7 @@ def dp_plan(a: Analysis, scopes: list[Scope], lineage: Lineage) -> Plan:
     # id, so a collision can only raise the count): at most one means each row is one person.
     # The governed view reads that version's file, or a consent-gated subset of its rows, and
     # the WHERE clause only drops rows, so the bound holds for every row the query reads.
-    one_row_each = ref.table.max_rows_per_subject == 1
+    rows_each = ref.table.max_rows_per_subject
     rows = select.copy()
     rows.set("group", None)
     rows.set("expressions", [exp.alias_(d.copy(), f"{DIM}{i}", quoted=True) for i, (_, d) in enumerate(dims)]
@@ -112,7 +112,7 @@ def dp_plan(a: Analysis, scopes: list[Scope], lineage: Lineage) -> Plan:
                   # delta is shared out like epsilon; only partition selection (GROUP BY) spends it
                   epsilon, dp.delta * epsilon / dp.epsilon if keys else 0.0, dp.max_groups_per_subject)
     return Plan(views=(view,), pseudonym_keys=keys_by_function, columns=tuple(n for n, _ in dims) + tuple(x.name for x in aggregates),
-                sql=_bounded_sql(rows.sql(DIALECT), plan, one_row_each), agreements=(ref.agreement.id,),  # type: ignore[union-attr]
+                sql=_bounded_sql(rows.sql(DIALECT), plan, rows_each), agreements=(ref.agreement.id,),  # type: ignore[union-attr]
                 datasets=(ref.table.key,), fields=tuple(sorted({f"{ref.table.key}.{c.name}" for c in select.find_all(exp.Column)})),
                 dp=plan)
 
@@ -180,31 +180,37 @@ def _fraction(node: exp.Expression | None) -> float | None:
     return None
 
 
-def _bounded_sql(rows_sql: str, plan: DpPlan, one_row_each: bool) -> str:
+def _bounded_sql(rows_sql: str, plan: DpPlan, rows_each: int | None) -> str:
     """Per person and group: their measure totals, clamped; then at most m groups per person;
     then per group: people, the clamped totals and, for a quantile, a histogram of the people's
     clamped totals on the candidate grid (policy/dp.py `grid_bucket`). The noise adapter reads
     this result.
 
-    With `one_row_each` (one row per person, dp_plan) a person is in one group and their total
-    is their row's value, so the per-person aggregation is skipped: the same result by
-    construction, without reading or hashing the unit (`benchmarks/dp.py --shape people`)."""
+    `rows_each` is ingest's bound on one person's rows (dp_plan), None if unknown. At one row
+    per person a person is in one group and their total is their row's value, so the per-person
+    aggregation is skipped: the same result by construction, without reading or hashing the
+    unit (`benchmarks/dp.py --shape people`). At most m rows per person, nobody can be in more
+    than m groups, so the choice of m groups is skipped: again the same result."""
     dims = ", ".join(f'"{DIM}{i}"' for i in range(len(plan.dimensions)))
     totals = "".join(f', {_per_group(m, j)} AS "{MEASURE}{j}"' for j, m in enumerate(plan.measures))
     by = f"{dims}, " if dims else ""
     released = f"SELECT {by}COUNT(*) AS \"{COUNT}\"{totals} FROM __cg_bounded" + (f" GROUP BY {dims}" if dims else "")
-    if one_row_each:  # DuckDB then never reads the unit: its hash is not used
+    if rows_each == 1:  # DuckDB then never reads the unit: its hash is not used
         replaced = ", ".join(_clamped(m, j, summed=False) for j, m in enumerate(plan.measures))
         return (f"WITH __cg_rows AS ({rows_sql}), __cg_bounded AS (SELECT *{f' REPLACE ({replaced})' if replaced else ''} "
                 f"FROM __cg_rows) {released}")
     clamped = "".join(f", {_clamped(m, j, summed=True)}" for j, m in enumerate(plan.measures))
     unit = f'"{PRIVACY_UNIT}"'
+
+    def per_person(extra: str = "") -> str:
+        return f"SELECT {by}{unit}{clamped}{extra} FROM __cg_rows GROUP BY {by}{unit}"
+    if rows_each is not None and rows_each <= plan.max_groups:
+        return f"WITH __cg_rows AS ({rows_sql}), __cg_bounded AS ({per_person()}) {released}"
     # Only people in more than m groups need a random choice: ranking every person (a window
     # sorted by a random number over all of them) was ~30% of a dp query (docs/privacy.md).
     # A person in at most m groups keeps all of them, which is what the ranking gave them too.
     return (f"WITH __cg_rows AS ({rows_sql}), "
-            f"__cg_units AS MATERIALIZED (SELECT {by}{unit}{clamped}, random() AS __cg_r FROM __cg_rows "
-            f"GROUP BY {by}{unit}), "
+            f"__cg_units AS MATERIALIZED ({per_person(', random() AS __cg_r')}), "
             f"__cg_many AS (SELECT {unit} FROM __cg_units GROUP BY {unit} HAVING count(*) > {plan.max_groups}), "
             f"__cg_bounded AS (SELECT * FROM __cg_units ANTI JOIN __cg_many USING ({unit}) UNION ALL BY NAME "
             f"(SELECT * FROM __cg_units SEMI JOIN __cg_many USING ({unit}) QUALIFY row_number() OVER "
