@@ -34,18 +34,24 @@ def _state(max_groups: int) -> AgreementState:
     return AgreementState("ag-t", 1, terms, AgreementStatus.ACTIVE, frozenset({"retailer", "brand"}), b"k" * 32)
 
 
-def _bounded(max_groups: int) -> dict[str, tuple[int, float]]:
-    table = TableInfo("retailer", "purchases", parse_schema(SCHEMA), len(ROWS), 6)
-    plan = govern("SELECT segment, COUNT(*) AS n, SUM(spend) AS s FROM retailer.purchases GROUP BY segment",
-                  QueryContext("brand", "analytics", {"retailer.purchases": table}, (_state(max_groups),)))
+def _run(sql: str, people: list[tuple], most: int | None, max_groups: int) -> tuple[list[tuple], str]:
+    """The bounded groups (before noise) of `sql`'s dp plan over `people`, with ingest's bound of
+    `most` rows per person, sorted; and the plan's SQL."""
+    table = TableInfo("retailer", "purchases", parse_schema(SCHEMA), len(people), most)
+    plan = govern(sql, QueryContext("brand", "analytics", {"retailer.purchases": table}, (_state(max_groups),)))
     con = duckdb.connect()
     con.execute("CREATE TABLE cg_source (customer_id VARCHAR, segment VARCHAR, spend DOUBLE)")
-    con.executemany("INSERT INTO cg_source VALUES (?, ?, ?)", ROWS)
+    con.executemany("INSERT INTO cg_source VALUES (?, ?, ?)", people)
     add_unit_hash(con)
-    [view] = plan.views
     con.execute("CREATE SCHEMA retailer")
-    con.execute(f"CREATE VIEW retailer.purchases AS {view.select_sql}")
-    return {d: (n, s) for d, n, s in con.execute(plan.sql).fetchall()}
+    con.execute(f"CREATE VIEW retailer.purchases AS {plan.views[0].select_sql}")
+    return sorted(con.execute(plan.sql).fetchall(), key=repr), plan.sql
+
+
+def _bounded(max_groups: int) -> dict[str, tuple[int, float]]:
+    rows, _ = _run("SELECT segment, COUNT(*) AS n, SUM(spend) AS s FROM retailer.purchases GROUP BY segment",
+                   ROWS, 6, max_groups)
+    return {d: (n, s) for d, n, s in rows}
 
 
 @pytest.mark.parametrize("max_groups", [1, 2, 3])
@@ -70,19 +76,9 @@ def test_one_row_per_person_skips_the_per_person_step_with_the_same_result(sql):
     (600 -> 500, -5 -> 0) and a missing value (NULL -> lo) included."""
     people = [(f"p{i}", "abc"[i % 3], float(i * 7 % 90)) for i in range(30)] + [
         ("big", "a", 600.0), ("neg", "b", -5.0), ("none", "c", None)]
-    results = []
-    for most in (1, None):
-        table = TableInfo("retailer", "purchases", parse_schema(SCHEMA), len(people), most)
-        plan = govern(sql, QueryContext("brand", "analytics", {"retailer.purchases": table}, (_state(1),)))
-        con = duckdb.connect()
-        con.execute("CREATE TABLE cg_source (customer_id VARCHAR, segment VARCHAR, spend DOUBLE)")
-        con.executemany("INSERT INTO cg_source VALUES (?, ?, ?)", people)
-        add_unit_hash(con)
-        con.execute("CREATE SCHEMA retailer")
-        con.execute(f"CREATE VIEW retailer.purchases AS {plan.views[0].select_sql}")
-        results.append(sorted(con.execute(plan.sql).fetchall(), key=repr))
-        assert ("__cg_units" in plan.sql) is (most is None)
-    assert results[0] == results[1]
+    (rows_each, sql_each), (full, sql_full) = (_run(sql, people, most, 1) for most in (1, None))
+    assert "__cg_units" not in sql_each and "__cg_units" in sql_full
+    assert rows_each == full
 
 
 @pytest.mark.parametrize("max_groups", [2, 3])
@@ -93,16 +89,6 @@ def test_at_most_m_rows_per_person_skips_the_choice_of_groups_with_the_same_resu
     people = [(f"p{i}", "abc"[(i + r) % 3], float(i * 7 % 90 + r)) for i in range(30) for r in range(1 + i % 2)] + [
         ("big", "a", 300.0), ("big", "a", 300.0), ("two", "b", 10.0), ("two", "c", 20.0)]
     sql = "SELECT segment, COUNT(*) AS n, SUM(spend) AS s FROM retailer.purchases GROUP BY segment"
-    results = []
-    for most in (2, None):
-        table = TableInfo("retailer", "purchases", parse_schema(SCHEMA), len(people), most)
-        plan = govern(sql, QueryContext("brand", "analytics", {"retailer.purchases": table}, (_state(max_groups),)))
-        con = duckdb.connect()
-        con.execute("CREATE TABLE cg_source (customer_id VARCHAR, segment VARCHAR, spend DOUBLE)")
-        con.executemany("INSERT INTO cg_source VALUES (?, ?, ?)", people)
-        add_unit_hash(con)
-        con.execute("CREATE SCHEMA retailer")
-        con.execute(f"CREATE VIEW retailer.purchases AS {plan.views[0].select_sql}")
-        results.append(sorted(con.execute(plan.sql).fetchall(), key=repr))
-        assert ("__cg_many" in plan.sql) is (most is None)
-    assert results[0] == results[1]
+    (rows_bound, sql_bound), (full, sql_full) = (_run(sql, people, most, max_groups) for most in (2, None))
+    assert "__cg_many" not in sql_bound and "__cg_many" in sql_full
+    assert rows_bound == full
