@@ -358,7 +358,11 @@ class ParquetIngest:
 @contextmanager
 def _reporting(con: duckdb.DuckDBPyConnection, progress: Callable[[float], None] | None,
                start: float, end: float) -> Iterator[None]:
-    """Report the running query's progress, scaled into [start, end] percent, every 0.2 s."""
+    """Report the running query's progress, scaled into [start, end] percent, every 0.2 s (no
+    watcher at all when nobody listens)."""
+    if progress is None:
+        yield
+        return
     done = threading.Event()
 
     def poll() -> None:
@@ -367,7 +371,7 @@ def _reporting(con: duckdb.DuckDBPyConnection, progress: Callable[[float], None]
                 value = con.query_progress()
             except Exception:  # the query may have finished between checks
                 return
-            if progress and value >= 0:
+            if value >= 0:
                 progress(start + (end - start) * min(value, 100.0) / 100.0)
 
     watcher = threading.Thread(target=poll, daemon=True)
