@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from playwright.sync_api import expect
+
 from commonground.services import conversations as survey_svc
 from commonground.services import parties as party_svc
 from commonground.services import subjects as subject_svc
@@ -40,7 +42,8 @@ def test_survey_answer_and_dispute(page, server, shoot):
     page.get_by_role("link", name="How was your visit?").click()
     form = page.get_by_test_id("answer-form")
     boxes = form.get_by_test_id("sharing").get_by_role("checkbox")
-    assert boxes.count() == 2 and not any(boxes.nth(i).is_checked() for i in range(2))
+    expect(boxes).to_have_count(2)  # waits for the page the click opens
+    assert not any(boxes.nth(i).is_checked() for i in range(2))
     form.get_by_role("checkbox", name="retailer for analytics.reporting").check()
     form.get_by_role("checkbox", name="brand for analytics.reporting").check()
     form.get_by_role("button", name="Send my answer").click()
@@ -82,7 +85,7 @@ def test_survey_answer_and_dispute(page, server, shoot):
     row.get_by_role("link").click()
     retailer.get_by_label("Your message").fill("We have stopped them; sorry.")
     retailer.get_by_role("button", name="Send").click()
-    assert retailer.get_by_test_id("thread-status").inner_text() == "answered"
+    expect(retailer.get_by_test_id("thread-status")).to_have_text("answered")  # the same page, reloaded
     retailer.context.close()
 
     # she reads the answer and closes the thread; a closed thread has no reply form
@@ -90,7 +93,7 @@ def test_survey_answer_and_dispute(page, server, shoot):
     assert page.get_by_test_id("message").all_inner_texts()[-1].startswith("retailer")
     assert "We have stopped them" in page.get_by_test_id("messages").inner_text()
     page.get_by_role("button", name="Close the thread").click()
-    assert page.get_by_test_id("thread-status").inner_text() == "closed"
-    assert page.get_by_test_id("reply-form").count() == 0
+    expect(page.get_by_test_id("thread-status")).to_have_text("closed")
+    expect(page.get_by_test_id("reply-form")).to_have_count(0)
     shoot(page, "conversations-02-thread")
     assert not page.csp_errors  # type: ignore[attr-defined]

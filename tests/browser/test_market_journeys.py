@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 import yaml
+from playwright.sync_api import expect
 
 from commonground.services import agreements as agreement_svc
 
@@ -38,14 +39,14 @@ def _journey(page, server, shoot):
     page.goto(server["url"] + "/web/datasets/brand/customers")
     page.get_by_role("link", name=re.compile("^Rights")).click()
     page.wait_for_url(re.compile(r"/web/datasets/brand/customers/rights$"))
-    assert page.get_by_test_id("no-rights").is_visible()
+    expect(page.get_by_test_id("no-rights")).to_be_visible()
     page.get_by_label("Legal basis").select_option("contract")
     page.get_by_label("Purposes it may be shared for").fill("analytics")
     page.get_by_label("Columns never shared").fill("email")
     page.get_by_label("Attested by").fill("Brand DPO")
     page.get_by_role("button", name="Declare").click()
     assert page.get_by_role("status").inner_text() == "Rights declared."
-    assert page.get_by_role("row", name=re.compile(r"v1\s+contract\s+analytics")).is_visible()
+    expect(page.get_by_role("row", name=re.compile(r"v1\s+contract\s+analytics"))).to_be_visible()
     shoot(page, "market-01-brand-rights")
 
     # brand: publish a listing
@@ -103,7 +104,7 @@ def _journey(page, server, shoot):
     log_in(page, server, "retailer")
     page.get_by_role("link", name="Notices").click()
     notice = page.get_by_role("link", name=re.compile("is suspended"))
-    assert notice.is_visible()
+    expect(notice).to_be_visible()
     shoot(page, "market-05-retailer-notices")
     notice.click()
     assert page.get_by_test_id("status").inner_text() == "suspended"

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from playwright.sync_api import expect
+
 SEGMENT_QUERY = "SELECT segment, COUNT(DISTINCT customer_id) AS people FROM retailer.customers GROUP BY segment"
 REFUSED_QUERY = "SELECT email, spend FROM retailer.purchases"
 
@@ -33,9 +35,9 @@ def test_org_journey(page, server, shoot):
     shoot(page, "01-retailer-datasets")
     page.get_by_role("link", name="retailer.purchases").click()
     page.wait_for_url(re.compile(r"/web/datasets/retailer/purchases$"))
-    assert page.get_by_role("heading", name="retailer.purchases").is_visible()
+    expect(page.get_by_role("heading", name="retailer.purchases")).to_be_visible()
     assert re.fullmatch(r"[0-9a-f]{64}", page.get_by_test_id("sha256").first.inner_text())
-    assert page.get_by_role("columnheader", name=re.compile("syrup-insights v1")).is_visible()
+    expect(page.get_by_role("columnheader", name=re.compile("syrup-insights v1"))).to_be_visible()
     shoot(page, "02-retailer-dataset")
 
     # retailer: build an agreement from scratch and propose it
@@ -55,7 +57,7 @@ def test_org_journey(page, server, shoot):
     page.get_by_role("button", name="Propose agreement").click()
     page.wait_for_url(re.compile(r"/web/agreements/[^/]+\?done=proposed$"))
     assert page.get_by_test_id("status").inner_text() == "proposed"
-    assert page.get_by_role("row", name=re.compile(r"email\s+dropped")).is_visible()
+    expect(page.get_by_role("row", name=re.compile(r"email\s+dropped"))).to_be_visible()
     agreement_url = page.url.split("?")[0]
     shoot(page, "04-retailer-proposed")
     log_out(page)
@@ -96,8 +98,8 @@ def test_org_journey(page, server, shoot):
     # brand: the balance sheet as charts, the ledger verified
     page.get_by_role("link", name="Activity").click()
     charts = page.get_by_test_id("balance").locator("svg[role=img]")
-    assert charts.count() == 4
-    assert page.locator("svg title", has_text="Queries run between brand and retailer").count() == 1
+    expect(charts).to_have_count(4)  # waits for the page the click opens
+    expect(page.locator("svg title", has_text="Queries run between brand and retailer")).to_have_count(1)
     shoot(page, "08-brand-balance")
     page.get_by_role("link", name="Ledger").click()
     assert page.get_by_test_id("verify").inner_text().startswith("Verified")
