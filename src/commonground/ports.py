@@ -74,4 +74,6 @@ class IngestedFile:
     bytes: int
     distinct_subjects: int | None
     max_rows_per_subject: int | None
+    # Columns with one value per subject (ParquetIngest.subject_level_columns); None: no subject column.
+    subject_level_columns: frozenset[str] | None
 

@@ -2,15 +2,19 @@
 person adds to at most m groups, 1 to each count and a clamped total to each sum. Only people in
 more than m groups are ranked at random, so both branches of the bounding SQL are exercised; with
 one row per person (known from ingest) the per-person step is skipped, and with at most m rows
-per person the choice of m groups, each with the same result."""
+per person, or grouped by subject-level columns only, the choice of m groups, each with the
+same result."""
 
 from __future__ import annotations
+
+import re
 
 import duckdb
 import pytest
 
 from commonground.domain.agreements import AgreementState, AgreementStatus, parse_agreement
 from commonground.domain.schema import parse_schema
+from commonground.policy.analysis import PRIVACY_UNIT
 from commonground.policy.context import QueryContext, TableInfo
 from commonground.policy.governor import govern
 from tests.governor_context import add_unit_hash
@@ -34,10 +38,12 @@ def _state(max_groups: int) -> AgreementState:
     return AgreementState("ag-t", 1, terms, AgreementStatus.ACTIVE, frozenset({"retailer", "brand"}), b"k" * 32)
 
 
-def _run(sql: str, people: list[tuple], most: int | None, max_groups: int) -> tuple[list[tuple], str]:
+def _run(sql: str, people: list[tuple], most: int | None, max_groups: int,
+         subject_level: frozenset[str] = frozenset()) -> tuple[list[tuple], str]:
     """The bounded groups (before noise) of `sql`'s dp plan over `people`, with ingest's bound of
-    `most` rows per person, sorted; and the plan's SQL."""
-    table = TableInfo("retailer", "purchases", parse_schema(SCHEMA), len(people), most)
+    `most` rows per person and its subject-level columns, sorted; and the plan's SQL."""
+    table = TableInfo("retailer", "purchases", parse_schema(SCHEMA), len(people), most,
+                      subject_level_columns=subject_level)
     plan = govern(sql, QueryContext("brand", "analytics", {"retailer.purchases": table}, (_state(max_groups),)))
     con = duckdb.connect()
     con.execute("CREATE TABLE cg_source (customer_id VARCHAR, segment VARCHAR, spend DOUBLE)")
@@ -46,6 +52,10 @@ def _run(sql: str, people: list[tuple], most: int | None, max_groups: int) -> tu
     con.execute("CREATE SCHEMA retailer")
     con.execute(f"CREATE VIEW retailer.purchases AS {plan.views[0].select_sql}")
     return sorted(con.execute(plan.sql).fetchall(), key=repr), plan.sql
+
+
+def _groups_by_person(sql: str) -> bool:
+    return re.search(rf'GROUP BY [^)]*"{PRIVACY_UNIT}"', sql) is not None
 
 
 def _bounded(max_groups: int) -> dict[str, tuple[int, float]]:
@@ -77,7 +87,7 @@ def test_one_row_per_person_skips_the_per_person_step_with_the_same_result(sql):
     people = [(f"p{i}", "abc"[i % 3], float(i * 7 % 90)) for i in range(30)] + [
         ("big", "a", 600.0), ("neg", "b", -5.0), ("none", "c", None)]
     (rows_each, sql_each), (full, sql_full) = (_run(sql, people, most, 1) for most in (1, None))
-    assert "__cg_units" not in sql_each and "__cg_units" in sql_full
+    assert not _groups_by_person(sql_each) and _groups_by_person(sql_full)
     assert rows_each == full
 
 
@@ -92,3 +102,41 @@ def test_at_most_m_rows_per_person_skips_the_choice_of_groups_with_the_same_resu
     (rows_bound, sql_bound), (full, sql_full) = (_run(sql, people, most, max_groups) for most in (2, None))
     assert "__cg_many" not in sql_bound and "__cg_many" in sql_full
     assert rows_bound == full
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT segment, COUNT(*) AS n, SUM(spend) AS s FROM retailer.purchases GROUP BY segment",
+    "SELECT upper(segment) AS u, COUNT(*) AS n, MEDIAN(spend) AS m FROM retailer.purchases WHERE spend > 5 "
+    "GROUP BY upper(segment)",
+])
+def test_grouping_by_subject_level_columns_skips_the_choice_of_groups_with_the_same_result(sql):
+    """Each person has one segment on all their rows (1-3 rows): grouped by segment, or by a
+    function of it, a person is in one group, so with segment known to be
+    subject-level the plan skips choosing groups (m = 1, rows up to 3) and bounds the groups
+    exactly as the full path does."""
+    people = [(f"p{i}", "abc"[i % 3], float(i * 7 % 90 + r)) for i in range(30) for r in range(1 + i % 3)] + [
+        ("big", "a", 300.0), ("big", "a", 300.0)]
+    (skipped, sql_skipped), (full, sql_full) = (
+        _run(sql, people, 3, 1, level) for level in (frozenset({"segment"}), frozenset()))
+    assert "__cg_many" not in sql_skipped and "__cg_many" in sql_full
+    assert skipped == full
+
+
+def test_a_key_over_a_row_level_column_keeps_the_choice_of_groups():
+    """spend varies between a person's rows: grouped by segment and a spend band, a person can be
+    in several groups, so the choice stays even with segment subject-level, and each person
+    still adds to one group only (m = 1)."""
+    sql = ("SELECT segment, spend > 50 AS high, COUNT(*) AS n FROM retailer.purchases "
+           "GROUP BY segment, spend > 50")
+    people = [(f"p{i}", "abc"[i % 3], float(40 + 20 * r)) for i in range(12) for r in range(2)]
+    rows, plan_sql = _run(sql, people, 2, 1, frozenset({"segment"}))
+    assert "__cg_many" in plan_sql
+    assert sum(n for *_, n in rows) == 12
+
+
+def test_an_ungrouped_query_bounds_each_person_without_choosing_groups():
+    """One group (no GROUP BY) holds everyone once: people counted once, their totals clamped."""
+    people = [(f"p{i}", "abc"[i % 3], 100.0) for i in range(8) for _ in range(1 + i % 3)] + [("big", "a", 400.0)] * 2
+    rows, sql = _run("SELECT COUNT(*) AS n, SUM(spend) AS s FROM retailer.purchases", people, 3, 1)
+    assert "__cg_many" not in sql and _groups_by_person(sql)
+    assert rows == [(9, sum(100.0 * (1 + i % 3) for i in range(8)) + 500.0)]

@@ -66,7 +66,8 @@ class Repository:
         conn.execute(t.dataset_versions.insert().values(
             id=v.id, dataset_id=dataset_id, version=v.version, path=v.path, sha256=v.sha256, rows=v.rows, bytes=v.bytes,
             schema_json=json.dumps(v.schema.to_dict()), distinct_subjects=v.distinct_subjects,
-            max_rows_per_subject=v.max_rows_per_subject, created_at=v.created_at))
+            max_rows_per_subject=v.max_rows_per_subject, created_at=v.created_at,
+            subject_level_columns=None if v.subject_level_columns is None else json.dumps(sorted(v.subject_level_columns))))
 
     def versions(self, conn: sa.Connection, owner: str | None = None, name: str | None = None) -> list[DatasetVersion]:
         q = (sa.select(t.dataset_versions, t.datasets.c.name.label("dataset_name"), t.parties.c.name.label("owner"))
@@ -79,6 +80,7 @@ class Repository:
             q = q.where(t.datasets.c.name == name)
         return [DatasetVersion(r.id, r.owner, r.dataset_name, r.version, r.path, r.sha256, r.rows, r.bytes,
                                parse_schema(json.loads(r.schema_json)), r.distinct_subjects, r.max_rows_per_subject,
+                               None if r.subject_level_columns is None else frozenset(json.loads(r.subject_level_columns)),
                                r.created_at) for r in conn.execute(q)]
 
     def all_paths(self, conn: sa.Connection) -> list[str]:

@@ -132,13 +132,14 @@ class SubjectData:
                         f"IS DISTINCT FROM $s) TO {_quote(tmp)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)",
                         {"s": subject})
             rows, subjects, most = self.ingest.stats(con, tmp, schema)
+            subject_level = self.ingest.subject_level_columns(con, tmp, schema, most)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
         finally:
             con.close()
         digest, size = publish(tmp, dest)
-        return IngestedFile(dest, digest, rows, size, subjects, most)
+        return IngestedFile(dest, digest, rows, size, subjects, most, subject_level)
 
     def trace(self, leaked: Path, candidates: list[tuple[dict[str, Any], Path, str, Any]]) -> list[dict[str, Any]]:
         """For each candidate export (record, the dataset file, its subject column, the agreement):

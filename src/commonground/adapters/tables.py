@@ -11,7 +11,7 @@ from sqlalchemy import (BigInteger, Column, DateTime, ForeignKey, Index, Integer
 metadata = MetaData()
 
 # The newest migration in adapters/migrations/versions; a store behind it is upgraded on open.
-SCHEMA_REVISION = "0013"
+SCHEMA_REVISION = "0014"
 
 parties = Table(
     "parties", metadata,
@@ -53,6 +53,7 @@ dataset_versions = Table(
     Column("schema_json", Text, nullable=False),
     Column("distinct_subjects", BigInteger),
     Column("max_rows_per_subject", BigInteger),
+    Column("subject_level_columns", Text),  # JSON list (ParquetIngest.subject_level_columns)
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("dataset_id", "version", name="uq_dataset_version"),
 )

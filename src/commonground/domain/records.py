@@ -70,6 +70,8 @@ class DatasetVersion:
     schema: DatasetSchema
     distinct_subjects: int | None
     max_rows_per_subject: int | None
+    # Columns with one value per subject in this version (None: not known, or no subject column).
+    subject_level_columns: frozenset[str] | None
     created_at: dt.datetime
 
     @property

@@ -27,6 +27,9 @@ class TableInfo:
     # granted it, "opt_out" drops those of subjects who withdrew it. The view then reads
     # `cg_consented` (those rows, bound by the engine) instead of `cg_source`.
     consent: str | None = None
+    # Columns with one value per subject in this version (ingest): grouped only by these, each
+    # person is in one group, which dp's plan uses to skip choosing a person's groups.
+    subject_level_columns: frozenset[str] = frozenset()
 
     @property
     def key(self) -> str:

@@ -100,6 +100,11 @@ def dp_plan(a: Analysis, scopes: list[Scope], lineage: Lineage) -> Plan:
     # The governed view reads that version's file, or a consent-gated subset of its rows, and
     # the WHERE clause only drops rows, so the bound holds for every row the query reads.
     rows_each = ref.table.max_rows_per_subject
+    # Grouped only by columns ingest found to hold one value per subject (the view's transforms
+    # and the allow-listed functions are deterministic, so a key over them is one value per
+    # person too), each person is in one group, whatever their number of rows.
+    by_person = {c.name for k in keys for c in k.find_all(exp.Column)} <= ref.table.subject_level_columns
+    groups_each = 1 if by_person else rows_each
     rows = select.copy()
     rows.set("group", None)
     rows.set("expressions", [exp.alias_(d.copy(), f"{DIM}{i}", quoted=True) for i, (_, d) in enumerate(dims)]
@@ -112,7 +117,7 @@ def dp_plan(a: Analysis, scopes: list[Scope], lineage: Lineage) -> Plan:
                   # delta is shared out like epsilon; only partition selection (GROUP BY) spends it
                   epsilon, dp.delta * epsilon / dp.epsilon if keys else 0.0, dp.max_groups_per_subject)
     return Plan(views=(view,), pseudonym_keys=keys_by_function, columns=tuple(n for n, _ in dims) + tuple(x.name for x in aggregates),
-                sql=_bounded_sql(rows.sql(DIALECT), plan, rows_each), agreements=(ref.agreement.id,),  # type: ignore[union-attr]
+                sql=_bounded_sql(rows.sql(DIALECT), plan, rows_each, groups_each), agreements=(ref.agreement.id,),  # type: ignore[union-attr]
                 datasets=(ref.table.key,), fields=tuple(sorted({f"{ref.table.key}.{c.name}" for c in select.find_all(exp.Column)})),
                 dp=plan)
 
@@ -180,7 +185,7 @@ def _fraction(node: exp.Expression | None) -> float | None:
     return None
 
 
-def _bounded_sql(rows_sql: str, plan: DpPlan, rows_each: int | None) -> str:
+def _bounded_sql(rows_sql: str, plan: DpPlan, rows_each: int | None, groups_each: int | None) -> str:
     """Per person and group: their measure totals, clamped; then at most m groups per person;
     then per group: people, the clamped totals and, for a quantile, a histogram of the people's
     clamped totals on the candidate grid (policy/dp.py `grid_bucket`). The noise adapter reads
@@ -189,8 +194,9 @@ def _bounded_sql(rows_sql: str, plan: DpPlan, rows_each: int | None) -> str:
     `rows_each` is ingest's bound on one person's rows (dp_plan), None if unknown. At one row
     per person a person is in one group and their total is their row's value, so the per-person
     aggregation is skipped: the same result by construction, without reading or hashing the
-    unit (`benchmarks/dp.py --shape people`). At most m rows per person, nobody can be in more
-    than m groups, so the choice of m groups is skipped: again the same result."""
+    unit (`benchmarks/dp.py --shape people`). `groups_each` bounds the groups one person is in:
+    their rows, or 1 when the query groups by subject-level columns only (dp_plan). At most m,
+    the choice of m groups is skipped: again the same result."""
     dims = ", ".join(f'"{DIM}{i}"' for i in range(len(plan.dimensions)))
     totals = "".join(f', {_per_group(m, j)} AS "{MEASURE}{j}"' for j, m in enumerate(plan.measures))
     by = f"{dims}, " if dims else ""
@@ -204,7 +210,7 @@ def _bounded_sql(rows_sql: str, plan: DpPlan, rows_each: int | None) -> str:
 
     def per_person(extra: str = "") -> str:
         return f"SELECT {by}{unit}{clamped}{extra} FROM __cg_rows GROUP BY {by}{unit}"
-    if rows_each is not None and rows_each <= plan.max_groups:
+    if groups_each is not None and groups_each <= plan.max_groups:
         return f"WITH __cg_rows AS ({rows_sql}), __cg_bounded AS ({per_person()}) {released}"
     # Only people in more than m groups need a random choice: ranking every person (a window
     # sorted by a random number over all of them) was ~30% of a dp query (docs/privacy.md).

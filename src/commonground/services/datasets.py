@@ -48,7 +48,8 @@ def add_dataset(deps: Deps, owner: str, name: str, source: Path, schema_doc: Any
                 deps.store.insert_dataset(conn, dataset_id, party.id, name, deps.now())
             record = DatasetVersion(
                 file_id, owner, name, version, str(dest.relative_to(deps.home)), ingested.sha256, ingested.rows,
-                ingested.bytes, schema, ingested.distinct_subjects, ingested.max_rows_per_subject, deps.now())
+                ingested.bytes, schema, ingested.distinct_subjects, ingested.max_rows_per_subject,
+                ingested.subject_level_columns, deps.now())
             deps.store.insert_version(conn, record, dataset_id)
             deps.store.append_entry(conn, {
                 "event": "dataset.version_added", "party": owner, "dataset": f"{owner}.{name}", "version": version,
@@ -163,6 +164,8 @@ def dataset_summary(v: DatasetVersion, history: list[DatasetVersion] | None = No
     if own:
         out["subjects"] = v.distinct_subjects
         out["max_rows_per_subject"] = v.max_rows_per_subject
+        if v.subject_level_columns is not None:
+            out["subject_level_columns"] = sorted(v.subject_level_columns)
         if schema.consent.value != "none":
             out["consent"] = schema.consent.value
     return out
