@@ -75,3 +75,5 @@ def test_the_store_keeps_them_with_the_version_and_shows_its_owner(cli, tmp_path
     shown = cli("dataset", "show", "--as", "retailer", "retailer.purchases", "--json")[1]
     # every column but the subject id and spend (a DOUBLE that differs between a person's rows)
     assert shown["subject_level_columns"] == ["age", "email", "segment", "zip"]
+    text = cli("dataset", "show", "--as", "retailer", "retailer.purchases")[2]
+    assert "30 subjects, at most 2 rows each; one value per subject: age, email, segment, zip" in text

@@ -216,6 +216,10 @@ def dataset_show(ref: str, party: str = AsOpt, json_out: bool = JsonOpt) -> None
 
     def human() -> None:
         out.print(f"[bold]{version.key}[/] version {version.version}, {version.rows:,} rows")
+        if data.get("subjects") is not None:  # what ingest measured; shown to the owner only
+            level = ", ".join(data.get("subject_level_columns") or []) or "none"
+            out.print(f"{data['subjects']:,} subjects, at most {data['max_rows_per_subject']:,} rows each; "
+                      f"one value per subject: {level}")
         table("columns", ["name", "type", "role", "category", "seal"],
               [[c["name"], c["type"], c["role"], c["category"], c.get("seal", "")] for c in data["columns"]])
         table("versions", ["version", "rows", "sha256", "created"],
