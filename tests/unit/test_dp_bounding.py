@@ -122,12 +122,14 @@ def test_grouping_by_subject_level_columns_skips_the_choice_of_groups_with_the_s
     assert skipped == full
 
 
-def test_a_key_over_a_row_level_column_keeps_the_choice_of_groups():
+@pytest.mark.parametrize("sql", [
+    "SELECT segment, spend > 50 AS high, COUNT(*) AS n FROM retailer.purchases GROUP BY segment, spend > 50",
+    "SELECT segment, spend > 50 AS high, COUNT(*) AS n FROM retailer.purchases GROUP BY 1, 2",  # ordinals
+])
+def test_a_key_over_a_row_level_column_keeps_the_choice_of_groups(sql):
     """spend varies between a person's rows: grouped by segment and a spend band, a person can be
     in several groups, so the choice stays even with segment subject-level, and each person
     still adds to one group only (m = 1)."""
-    sql = ("SELECT segment, spend > 50 AS high, COUNT(*) AS n FROM retailer.purchases "
-           "GROUP BY segment, spend > 50")
     people = [(f"p{i}", "abc"[i % 3], float(40 + 20 * r)) for i in range(12) for r in range(2)]
     rows, plan_sql = _run(sql, people, 2, 1, frozenset({"segment"}))
     assert "__cg_many" in plan_sql
