@@ -203,3 +203,18 @@ def test_slow_queries_are_cancelled(sqlite_cli, tmp_path, monkeypatch):
     _, _, out = cli("query", "--as", "retailer", "--purpose", "analytics.reporting",
                     "SELECT sum(a.v * b.v) FROM retailer.same a JOIN retailer.same b ON a.k = b.k", expect=2)
     assert "cancelled" in out
+
+
+def test_results_come_in_the_same_order_every_time(partners):
+    """Without ORDER BY the released groups are sorted by the output columns, left to right; with
+    one, the other columns break its ties: the same query lists the same rows in the same order
+    (12 groups of about 5 people, k = 2)."""
+    cli, tmp_path, _ = partners
+    cli("agreement", "accept", "--as", "brand", _propose(cli, tmp_path, k=2)["id"])
+    query = ["query", "--as", "brand", "--purpose", "analytics.reporting", "--json"]
+    unordered = "SELECT age, segment, COUNT(*) AS n FROM retailer.purchases GROUP BY age, segment"
+    rows = [tuple(r) for r in cli(*query, unordered)[1]["rows"]]
+    assert len(rows) == 12 and rows == sorted(rows)
+    assert [tuple(r) for r in cli(*query, unordered)[1]["rows"]] == rows  # a repeat, in the same order
+    by_size = [tuple(r) for r in cli(*query, unordered + " ORDER BY n DESC")[1]["rows"]]
+    assert by_size == sorted(rows, key=lambda r: (-r[2], r[0], r[1]))

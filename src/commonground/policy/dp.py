@@ -200,7 +200,8 @@ def _bounded_sql(rows_sql: str, plan: DpPlan, rows_each: int | None, groups_each
     dims = ", ".join(f'"{DIM}{i}"' for i in range(len(plan.dimensions)))
     totals = "".join(f', {_per_group(m, j)} AS "{MEASURE}{j}"' for j, m in enumerate(plan.measures))
     by = f"{dims}, " if dims else ""
-    released = f"SELECT {by}COUNT(*) AS \"{COUNT}\"{totals} FROM __cg_bounded" + (f" GROUP BY {dims}" if dims else "")
+    # Ordered by the groups' labels, so the same query lists its released groups in the same order.
+    released = f"SELECT {by}COUNT(*) AS \"{COUNT}\"{totals} FROM __cg_bounded" + (f" GROUP BY {dims} ORDER BY {dims}" if dims else "")
     if rows_each == 1:  # DuckDB then never reads the unit: its hash is not used
         replaced = ", ".join(_clamped(m, j, summed=False) for j, m in enumerate(plan.measures))
         return (f"WITH __cg_rows AS ({rows_sql}), __cg_bounded AS (SELECT *{f' REPLACE ({replaced})' if replaced else ''} "

@@ -454,10 +454,14 @@ def _rebuild_set_operation(root: exp.SetOperation, outputs: list[exp.Select]) ->
 
 
 def _carry_order_and_limit(root: exp.Query, final: exp.Query, columns: list[str]) -> None:
-    """ORDER BY / LIMIT apply after small groups are removed, over output columns only."""
+    """ORDER BY / LIMIT apply after small groups are removed, over output columns only.
+
+    The output columns not in the querier's ORDER BY follow as tie-breaks, left to right (all
+    of them when there is none), so the same query releases the same rows in the same order
+    every time, a repeat included, on either engine; a LIMIT then keeps the same rows too."""
     order = root.args.get("order")
+    items = []
     if order:
-        items = []
         names = [s.alias_or_name for s in root.selects]
         for ordered in order.expressions:
             name = _output_name(ordered.this, root, names, columns)
@@ -465,7 +469,9 @@ def _carry_order_and_limit(root: exp.Query, final: exp.Query, columns: list[str]
                 raise Refused([f"ORDER BY: {short(ordered.this)} is not an output column; add it to the SELECT "
                                "list and order by its name or position"])
             items.append(exp.Ordered(this=exp.column(name, quoted=True), desc=ordered.args.get("desc"), nulls_first=ordered.args.get("nulls_first")))
-        final.set("order", exp.Order(expressions=items))
+    ordered_names = {item.this.name for item in items}
+    items += [exp.Ordered(this=exp.column(c, quoted=True), nulls_first=False) for c in columns if c not in ordered_names]
+    final.set("order", exp.Order(expressions=items))
     for arg in ("limit", "offset"):
         if root.args.get(arg):
             final.set(arg, root.args[arg].copy())
