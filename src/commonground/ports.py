@@ -74,6 +74,7 @@ class IngestedFile:
     bytes: int
     distinct_subjects: int | None
     max_rows_per_subject: int | None
-    # Columns with one value per subject (ParquetIngest.subject_level_columns); None: no subject column.
+    # Columns with one value per subject (ParquetIngest.subject_level_columns); None: no subject
+    # column, or no rows.
     subject_level_columns: frozenset[str] | None
 

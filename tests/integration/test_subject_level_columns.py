@@ -65,7 +65,7 @@ def test_erasing_the_person_whose_rows_differed_makes_the_column_subject_level(t
     """A person's erasure writes a new version (SubjectData.without); its facts are found again."""
     ingest, info, parsed = _ingest(tmp_path, _rows())
     erased = SubjectData(ingest).without(info.path, "customer_id", "c002", tmp_path / "v2.parquet", parsed)
-    assert erased.subject_level_columns == info.subject_level_columns | {"channel"}
+    assert erased.subject_level_columns == frozenset({"segment", "tier", "visits", "joined", "channel"})
 
 
 def test_the_store_keeps_them_with_the_version_and_shows_its_owner(cli, tmp_path):

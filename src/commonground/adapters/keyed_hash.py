@@ -35,9 +35,9 @@ _PIECE = 1 << 16  # rows per native call; DuckDB passes chunks of at most 2048
 # One offsets buffer 0, 32, 64, ... shared by every result: a prefix of it fits any piece. Made
 # from a C int array, not `pa.array(range(...))`: Arrow's inference from a Python sequence imports
 # pandas (~0.5 s), which every query process then paid on its first query.
-_OFFSETS = pa.py_buffer(array.array("i", range(0, PSEUDONYM_HEX * (_PIECE + 1), PSEUDONYM_HEX)))
 if array.array("i").itemsize != 4:  # Arrow's string offsets are 32-bit
     raise ImportError("the keyed hash needs a 32-bit C int")
+_OFFSETS = pa.py_buffer(array.array("i", range(0, PSEUDONYM_HEX * (_PIECE + 1), PSEUDONYM_HEX)))
 
 
 def pseudonymiser(key: bytes) -> Callable[[pa.Array | pa.ChunkedArray], pa.ChunkedArray]:

@@ -217,7 +217,8 @@ def dataset_show(ref: str, party: str = AsOpt, json_out: bool = JsonOpt) -> None
     def human() -> None:
         out.print(f"[bold]{version.key}[/] version {version.version}, {version.rows:,} rows")
         if data.get("subjects") is not None:  # what ingest measured; shown to the owner only
-            level = ", ".join(data.get("subject_level_columns") or []) or "none"
+            level = (", ".join(data["subject_level_columns"]) or "none" if "subject_level_columns" in data
+                     else "not recorded (stored before the store measured it)")
             out.print(f"{data['subjects']:,} subjects, at most {data['max_rows_per_subject']:,} rows each; "
                       f"one value per subject: {level}")
         table("columns", ["name", "type", "role", "category", "seal"],
