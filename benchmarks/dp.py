@@ -23,7 +23,10 @@ per-person step. Queries, as party brand:
              query, one group per person, SUM clamped per person to [0, 500]): bounding SQL +
              OpenDP noise + partition selection;
              Ingest finds segment to be one value per customer (a subject-level column), so
-             the plan skips choosing each person's group;
+             the plan skips choosing each person's group, and numbers the people, so the plan
+             groups their rows by that number (DuckDB's perfect hash aggregation);
+  dp unit:   the same, grouped by the 63-bit unit hash (a version stored before people were
+             numbered);
   dp chosen: the same, planned as if segment were a row-level column: each person's one group
              is chosen at random among theirs (the general plan);
   dp median: the second query under the same agreement (epsilon split three ways).
@@ -78,9 +81,10 @@ def _agreement(access: dict) -> AgreementState:
     return AgreementState("ag-bench", 1, terms, AgreementStatus.ACTIVE, frozenset({"retailer", "brand"}), b"k" * 32)
 
 
-def _context(rows: int, per_person: int, access: dict, subject_level: frozenset[str] = frozenset()) -> QueryContext:
+def _context(rows: int, per_person: int, access: dict, subject_level: frozenset[str] = frozenset(),
+             person_numbers: bool = False) -> QueryContext:
     table = TableInfo("retailer", "purchases", parse_schema(SCHEMA), rows, per_person,
-                      subject_level_columns=subject_level)
+                      subject_level_columns=subject_level, person_numbers=person_numbers)
     return QueryContext("brand", "analytics.reporting", {"retailer.purchases": table}, (_agreement(access),))
 
 
@@ -131,11 +135,15 @@ def main() -> None:
         dp_access = {"mode": "dp", "min_group_size": 10, "epsilon": 10, "epsilon_per_query": 1.0, "delta": 1e-7,
                      "max_groups_per_subject": 1, "bounds": {"spend": list(BOUNDS)}}
         learned = info.subject_level_columns or frozenset()
-        dp_plan = govern(SQL, _context(args.rows, per_person, dp_access, learned))
+        numbered = info.person_numbers
+        dp_plan = govern(SQL, _context(args.rows, per_person, dp_access, learned, numbered))
+        # The same plan bounding people by their 63-bit unit hash instead of their numbers (as for
+        # a version stored before ingest numbered people).
+        unit_plan = govern(SQL, _context(args.rows, per_person, dp_access, learned))
         # The same query as if segment were not one value per person (as when grouping by a
         # row-level column): the plan then chooses each person's groups.
-        chosen_plan = govern(SQL, _context(args.rows, per_person, dp_access))
-        median_plan = govern(SQL_MEDIAN, _context(args.rows, per_person, dp_access, learned))
+        chosen_plan = govern(SQL, _context(args.rows, per_person, dp_access, person_numbers=numbered))
+        median_plan = govern(SQL_MEDIAN, _context(args.rows, per_person, dp_access, learned, numbered))
         history: list = []
 
         def checked(earlier: list) -> list:
@@ -149,7 +157,8 @@ def main() -> None:
 
         medians, outputs = _interleaved({
             "threshold": first, "repeated": lambda: checked(history), "bare": lambda: engine.run(bare_plan, sources),
-            "dp": lambda: engine.run(dp_plan, sources), "dp chosen": lambda: engine.run(chosen_plan, sources),
+            "dp": lambda: engine.run(dp_plan, sources), "dp unit": lambda: engine.run(unit_plan, sources),
+            "dp chosen": lambda: engine.run(chosen_plan, sources),
             "dp median": lambda: engine.run(median_plan, sources)},
             args.repeat)
         load = os.getloadavg()
@@ -181,6 +190,8 @@ def main() -> None:
           f"   (sketch cost: {t_threshold / medians['bare']:.2f}x of the bare threshold query)")
     print(f"dp (bounding + OpenDP noise)            {medians['dp']:8.3f} s   {ratio:.2f}"
           f"   target <= {TARGET}: {'met' if ratio <= TARGET else 'NOT met'}")
+    print(f"dp, grouped on the unit hash            {medians['dp unit']:8.3f} s   "
+          f"{medians['dp unit'] / t_threshold:.2f}   (people not numbered: versions stored before)")
     print(f"dp, each person's groups chosen        {medians['dp chosen']:8.3f} s   "
           f"{medians['dp chosen'] / t_threshold:.2f}   (as if segment were row-level)")
     print(f"dp with MEDIAN(spend) as well           {medians['dp median']:8.3f} s   "

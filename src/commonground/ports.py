@@ -77,4 +77,7 @@ class IngestedFile:
     # Columns with one value per subject (ParquetIngest.subject_level_columns); None: no subject
     # column, or no rows.
     subject_level_columns: frozenset[str] | None
+    # The file holds each person's number (domain.schema.PERSON_NUMBER_COLUMN): written where
+    # people have several rows.
+    person_numbers: bool = False
 

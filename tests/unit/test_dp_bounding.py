@@ -119,6 +119,8 @@ def test_grouping_by_subject_level_columns_skips_the_choice_of_groups_with_the_s
     (skipped, sql_skipped), (full, sql_full) = (
         _run(sql, people, 3, 1, level) for level in (frozenset({"segment"}), frozenset()))
     assert "__cg_many" not in sql_skipped and "__cg_many" in sql_full
+    # each person's rows grouped by the unit alone, their one label carried along
+    assert re.search(rf'ANY_VALUE\("__cg_d0"\) AS "__cg_d0", "{PRIVACY_UNIT}".* GROUP BY "{PRIVACY_UNIT}"\)', sql_skipped)
     assert skipped == full
 
 

@@ -19,8 +19,8 @@ from typing import Callable, Iterator
 import duckdb
 
 from ..domain.errors import BadInput
-from ..domain.schema import (FINGERPRINT_PATTERN, SEALED_PATTERN, UNIT_HASH_COLUMN, ColumnType, DatasetSchema, Seal,
-                             inferred_schema, normalize_column_name)
+from ..domain.schema import (FINGERPRINT_PATTERN, PERSON_NUMBER_COLUMN, SEALED_PATTERN, UNIT_HASH_COLUMN, ColumnType,
+                             DatasetSchema, Seal, inferred_schema, normalize_column_name)
 from ..ports import IngestedFile
 from . import curation as curation_steps
 
@@ -56,9 +56,10 @@ def unit_hash_sql(subject: str) -> str:
     return f"CASE WHEN {col} IS NOT NULL THEN CAST(hash(CAST({col} AS VARCHAR)) >> 1 AS BIGINT) END"
 
 
-def has_unit_hash(con: duckdb.DuckDBPyConnection, relation: str) -> bool:
-    """Whether a relation (a version's rows) carries the hidden unit column; reads the footer only."""
-    return any(str(r[0]) == UNIT_HASH_COLUMN for r in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall())
+def has_unit_hash(con: duckdb.DuckDBPyConnection, relation: str, column: str = UNIT_HASH_COLUMN) -> bool:
+    """Whether a relation (a version's rows) carries the hidden unit column (or the other hidden
+    `column`); reads the footer only."""
+    return any(str(r[0]) == column for r in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall())
 
 
 class ParquetIngest:
@@ -144,7 +145,8 @@ class ParquetIngest:
             self._check_subjects(con, schema, tmp, source.name)
             self._check_seals(con, schema, tmp, source.name)
             stats = self.stats(con, tmp, schema)
-            if stats[2] is not None and stats[2] > 1:
+            numbered = stats[2] is not None and stats[2] > 1
+            if numbered:
                 tmp = self._cluster_by_person(con, tmp, progress)
             subject_level = self.subject_level_columns(con, tmp, schema, stats[2])
             if progress:
@@ -155,7 +157,7 @@ class ParquetIngest:
         finally:
             con.close()
         digest, size = publish(tmp, dest)
-        return IngestedFile(dest, digest, stats[0], size, stats[1], stats[2], subject_level), schema
+        return IngestedFile(dest, digest, stats[0], size, stats[1], stats[2], subject_level, numbered), schema
 
     def scan_pii(self, path: Path, schema: DatasetSchema) -> list[str]:
         """Warnings for a written version's plain attributes that look like personal data (adapters/pii_scan.py)."""
@@ -247,7 +249,9 @@ class ParquetIngest:
 
     def _cluster_by_person(self, con, tmp: Path, progress) -> Path:
         """Rewrite a version whose people have several rows with each person's rows stored together
-        (ordered by the hidden unit column), and return the new file; the first is removed.
+        (ordered by the hidden unit column), each row numbered with its person's number
+        (PERSON_NUMBER_COLUMN: 0, 1, ... in unit order, so the column is sorted and costs almost
+        nothing to store), and return the new file; the first is removed.
 
         Everything that works per person (dp's contribution bounding, exact distinct counts of
         people, the differencing recount, ingest's own statistics) is a hash aggregation over
@@ -257,11 +261,18 @@ class ParquetIngest:
 
         The sort is on the unit alone (10M rows: 1.9 s against 0.8 s for the unsorted copy; adding
         every column as a tie-break made it 2.7 s), so one person's rows keep no particular order,
-        as the parallel copy before it keeps none."""
+        as the parallel copy before it keeps none.
+
+        The numbers come from the distinct units, numbered in order and joined back (10M rows of
+        2M people: ~1.7 s more than the sort alone; a dense_rank window over all rows cost 2.5 s).
+        A row without a subject id keeps no number, as it has no unit."""
         clustered = tmp.with_name(f"{tmp.stem}-clustered.parquet")
+        unit, source = _ident(UNIT_HASH_COLUMN), f"read_parquet({_quote(tmp)})"
+        numbers = (f"SELECT {unit}, CAST(row_number() OVER (ORDER BY {unit}) - 1 AS INTEGER) AS "
+                   f"{_ident(PERSON_NUMBER_COLUMN)} FROM (SELECT DISTINCT {unit} FROM {source} WHERE {unit} IS NOT NULL)")
         try:
             with _reporting(con, progress, _COPY_SHARE, 100.0):
-                con.execute(f"COPY (SELECT * FROM read_parquet({_quote(tmp)}) ORDER BY {_ident(UNIT_HASH_COLUMN)}) "
+                con.execute(f"COPY (SELECT * FROM {source} LEFT JOIN ({numbers}) USING ({unit}) ORDER BY {unit}) "
                             f"TO {_quote(clustered)} ({_VERSION_PARQUET})")
         except BaseException:
             clustered.unlink(missing_ok=True)

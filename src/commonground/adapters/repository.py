@@ -66,7 +66,7 @@ class Repository:
         conn.execute(t.dataset_versions.insert().values(
             id=v.id, dataset_id=dataset_id, version=v.version, path=v.path, sha256=v.sha256, rows=v.rows, bytes=v.bytes,
             schema_json=json.dumps(v.schema.to_dict()), distinct_subjects=v.distinct_subjects,
-            max_rows_per_subject=v.max_rows_per_subject, created_at=v.created_at,
+            max_rows_per_subject=v.max_rows_per_subject, created_at=v.created_at, person_numbers=v.person_numbers,
             subject_level_columns=None if v.subject_level_columns is None else json.dumps(sorted(v.subject_level_columns))))
 
     def versions(self, conn: sa.Connection, owner: str | None = None, name: str | None = None) -> list[DatasetVersion]:
@@ -81,7 +81,7 @@ class Repository:
         return [DatasetVersion(r.id, r.owner, r.dataset_name, r.version, r.path, r.sha256, r.rows, r.bytes,
                                parse_schema(json.loads(r.schema_json)), r.distinct_subjects, r.max_rows_per_subject,
                                None if r.subject_level_columns is None else frozenset(json.loads(r.subject_level_columns)),
-                               r.created_at) for r in conn.execute(q)]
+                               r.created_at, bool(r.person_numbers)) for r in conn.execute(q)]
 
     def all_paths(self, conn: sa.Connection) -> list[str]:
         return [r[0] for r in conn.execute(sa.select(t.dataset_versions.c.path))]

@@ -17,9 +17,9 @@ from typing import Any, Iterable
 import duckdb
 
 from ..domain.errors import BadInput
-from ..domain.schema import UNIT_HASH_COLUMN
+from ..domain.schema import PERSON_NUMBER_COLUMN, UNIT_HASH_COLUMN
 from ..ports import IngestedFile
-from .ingest import ParquetIngest, _ident, _quote, publish
+from .ingest import ParquetIngest, _ident, _quote, has_unit_hash, publish
 
 
 def members_path(path: Path) -> Path:
@@ -59,8 +59,9 @@ class SubjectData:
         try:
             con.register("cg_wanted", pa.table({"s": pa.array(sorted(set(subjects)), pa.string())}))
             names = ", ".join(_ident(c) for c in (columns or []))
-            # All columns: the declared ones, not this read's helpers or the version's hidden unit column.
-            select = f"{names}" if columns else f"COLUMNS(lambda c: c NOT IN ('__cg_n', '__cg_s', '{UNIT_HASH_COLUMN}'))"
+            # All columns: the declared ones, not this read's helpers or the version's hidden columns.
+            hidden = ", ".join(f"'{c}'" for c in ("__cg_n", "__cg_s", UNIT_HASH_COLUMN, PERSON_NUMBER_COLUMN))
+            select = f"{names}" if columns else f"COLUMNS(lambda c: c NOT IN ({hidden}))"
             cursor = con.execute(
                 f"SELECT __cg_s, {select} FROM (SELECT *, {_ident(subject_column)} AS __cg_s, row_number() OVER "
                 f"(PARTITION BY {_ident(subject_column)}) AS __cg_n FROM read_parquet({_quote(path)}) "
@@ -124,7 +125,9 @@ class SubjectData:
         path.unlink()
 
     def without(self, path: Path, subject_column: str, subject: str, dest: Path, schema) -> IngestedFile:
-        """A new version file: the same rows minus the subject's, written whole or not at all."""
+        """A new version file: the same rows minus the subject's, written whole or not at all. The
+        rows keep their order and their people's numbers (the gap a removed person leaves is
+        harmless: the numbers only need to tell people apart)."""
         tmp = self._scratch("erasure")
         con = self._connect([path], tmp)
         try:
@@ -133,13 +136,14 @@ class SubjectData:
                         {"s": subject})
             rows, subjects, most = self.ingest.stats(con, tmp, schema)
             subject_level = self.ingest.subject_level_columns(con, tmp, schema, most)
+            numbered = has_unit_hash(con, f"read_parquet({_quote(tmp)})", PERSON_NUMBER_COLUMN)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
         finally:
             con.close()
         digest, size = publish(tmp, dest)
-        return IngestedFile(dest, digest, rows, size, subjects, most, subject_level)
+        return IngestedFile(dest, digest, rows, size, subjects, most, subject_level, numbered)
 
     def trace(self, leaked: Path, candidates: list[tuple[dict[str, Any], Path, str, Any]]) -> list[dict[str, Any]]:
         """For each candidate export (record, the dataset file, its subject column, the agreement):

@@ -5,13 +5,13 @@ The ledger tables have no update or delete code anywhere in the project.
 
 from __future__ import annotations
 
-from sqlalchemy import (BigInteger, Column, DateTime, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table,
-                        Text, UniqueConstraint)
+from sqlalchemy import (BigInteger, Boolean, Column, DateTime, ForeignKey, Index, Integer, LargeBinary, MetaData, String,
+                        Table, Text, UniqueConstraint, false)
 
 metadata = MetaData()
 
 # The newest migration in adapters/migrations/versions; a store behind it is upgraded on open.
-SCHEMA_REVISION = "0014"
+SCHEMA_REVISION = "0015"
 
 parties = Table(
     "parties", metadata,
@@ -54,6 +54,7 @@ dataset_versions = Table(
     Column("distinct_subjects", BigInteger),
     Column("max_rows_per_subject", BigInteger),
     Column("subject_level_columns", Text),  # JSON list (ParquetIngest.subject_level_columns)
+    Column("person_numbers", Boolean, nullable=False, server_default=false()),  # DatasetVersion.person_numbers
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("dataset_id", "version", name="uq_dataset_version"),
 )

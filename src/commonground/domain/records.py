@@ -73,6 +73,9 @@ class DatasetVersion:
     # Columns with one value per subject in this version (None: not known, or no subject column).
     subject_level_columns: frozenset[str] | None
     created_at: dt.datetime
+    # The file holds each person's number (domain.schema.PERSON_NUMBER_COLUMN); False for
+    # versions with at most one row per person and for those stored before the column.
+    person_numbers: bool = False
 
     @property
     def key(self) -> str:

@@ -90,6 +90,13 @@ SEALED_PATTERN = r"^A[Q-Za-v][A-Za-z0-9_-]{37,}$"
 # count and sketch people on this integer instead of reading and hashing the id's text every time
 # (docs/privacy.md §2); a collision can only merge two people, which errs towards refusing.
 UNIT_HASH_COLUMN = "__cg_unit"
+# A version's second hidden column where people have several rows: each person's number, 0 to
+# subjects - 1 in unit order (a collision of the unit shares a number, as it shares the unit).
+# Only dp's contribution bounding reads it: grouping by a small dense integer lets DuckDB use its
+# perfect hash aggregation instead of hashing millions of 63-bit units (docs/benchmarks.md §6).
+# Within one version it identifies people exactly as the unit does; it is not stable across
+# versions, so sketches and everything compared between versions keep the unit.
+PERSON_NUMBER_COLUMN = "__cg_person"
 NORMALIZATIONS = ("trim", "lower", "nfc", "digits")
 _DOMAIN = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
 

@@ -30,6 +30,9 @@ class TableInfo:
     # Columns with one value per subject in this version (ingest): grouped only by these, each
     # person is in one group, which dp's plan uses to skip choosing a person's groups.
     subject_level_columns: frozenset[str] = frozenset()
+    # The version stores each person's number (domain.schema.PERSON_NUMBER_COLUMN), which dp's
+    # bounding groups by instead of the unit.
+    person_numbers: bool = False
 
     @property
     def key(self) -> str:

@@ -93,7 +93,10 @@ def dp_plan(a: Analysis, scopes: list[Scope], lineage: Lineage) -> Plan:
     a.check()
     alias = select.args["from_"].this.alias_or_name
     keys_by_function: dict[str, bytes] = {}
-    view = dataset_view(ref, a.own_transforms, keys_by_function, ref.agreement.id)  # type: ignore[union-attr]
+    # Bounded per person: by the version's person numbers where it has them (a small dense
+    # integer DuckDB aggregates with a perfect hash), else by its 63-bit unit hash.
+    view = dataset_view(ref, a.own_transforms, keys_by_function, ref.agreement.id,  # type: ignore[union-attr]
+                        unit_as_number=True)
     errors_without_values(select)
     # Ingest counted the rows of every subject of this version (grouped by a 64-bit hash of the
     # id, so a collision can only raise the count): at most one means each row is one person.
@@ -109,8 +112,9 @@ def dp_plan(a: Analysis, scopes: list[Scope], lineage: Lineage) -> Plan:
     rows.set("group", None)
     rows.set("expressions", [exp.alias_(d.copy(), f"{DIM}{i}", quoted=True) for i, (_, d) in enumerate(dims)]
              + [exp.alias_(m.copy(), f"{MEASURE}{j}", quoted=True) for j, m in enumerate(measures)]
-             # Bounded per unit: the version's 63-bit hash of the id (dataset_view), an integer to
-             # group by; a collision only puts two people under one bound, stricter, not looser.
+             # Bounded per unit: the version's person number or 63-bit hash of the id (dataset_view),
+             # an integer to group by; a collision of the hash only puts two people under one bound
+             # (and one number), stricter, not looser.
              + [exp.alias_(exp.column(PRIVACY_UNIT, table=alias, quoted=True), PRIVACY_UNIT, quoted=True)])
     epsilon = query_epsilon(a, dp.epsilon_per_query)
     plan = DpPlan(ref.agreement.id, tuple(n for n, _ in dims), tuple(aggregates),  # type: ignore[union-attr]
@@ -196,7 +200,10 @@ def _bounded_sql(rows_sql: str, plan: DpPlan, rows_each: int | None, groups_each
     aggregation is skipped: the same result by construction, without reading or hashing the
     unit (`benchmarks/dp.py --shape people`). `groups_each` bounds the groups one person is in:
     their rows, or 1 when the query groups by subject-level columns only (dp_plan). At most m,
-    the choice of m groups is skipped: again the same result."""
+    the choice of m groups is skipped: again the same result. At exactly 1, each person's rows
+    all carry the same labels, so their totals are grouped by the unit alone and the labels
+    carried with ANY_VALUE: the same groups, and on person numbers DuckDB's perfect hash
+    aggregation instead of a hash table of (labels, unit) (benchmarks/dp.py)."""
     dims = ", ".join(f'"{DIM}{i}"' for i in range(len(plan.dimensions)))
     totals = "".join(f', {_per_group(m, j)} AS "{MEASURE}{j}"' for j, m in enumerate(plan.measures))
     by = f"{dims}, " if dims else ""
@@ -211,6 +218,10 @@ def _bounded_sql(rows_sql: str, plan: DpPlan, rows_each: int | None, groups_each
 
     def per_person(extra: str = "") -> str:
         return f"SELECT {by}{unit}{clamped}{extra} FROM __cg_rows GROUP BY {by}{unit}"
+    if groups_each == 1:
+        labels = "".join(f'ANY_VALUE("{DIM}{i}") AS "{DIM}{i}", ' for i in range(len(plan.dimensions)))
+        return (f"WITH __cg_rows AS ({rows_sql}), __cg_bounded AS (SELECT {labels}{unit}{clamped} FROM __cg_rows "
+                f"GROUP BY {unit}) {released}")
     if groups_each is not None and groups_each <= plan.max_groups:
         return f"WITH __cg_rows AS ({rows_sql}), __cg_bounded AS ({per_person()}) {released}"
     # Only people in more than m groups need a random choice: ranking every person (a window

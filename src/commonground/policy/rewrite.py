@@ -15,7 +15,7 @@ from sqlglot.optimizer.scope import Scope
 
 from ..domain.agreements import Transform, TransformKind
 from ..domain.errors import Refused
-from ..domain.schema import UNIT_HASH_COLUMN
+from ..domain.schema import PERSON_NUMBER_COLUMN, UNIT_HASH_COLUMN
 from . import differencing, noise, transforms
 from .analysis import (DIALECT, INJECTIVE, PRIVACY_UNIT, Analysis, Lineage, Ref, branches, conjuncts,
                        is_aggregating, output_scopes, short)
@@ -148,10 +148,12 @@ _AS_TEXT = (Transform(TransformKind.RAW), "=text")
 
 
 def dataset_view(ref: Ref, own_transforms, keys: dict[str, bytes], elide: str | None,
-                 unit_as_id: bool = False) -> RelationView:
+                 unit_as_id: bool = False, unit_as_number: bool = False) -> RelationView:
     """`unit_as_id`: the privacy unit is the subject id itself (offers address people by it);
     otherwise it is the version's hidden 63-bit hash of the id, which every query only groups,
-    counts and sketches, and which is much cheaper to read and hash than the id's text."""
+    counts and sketches, and which is much cheaper to read and hash than the id's text.
+    `unit_as_number`: it is the version's person number (PERSON_NUMBER_COLUMN, where the
+    version has one), which dp's bounding groups by within this one version."""
     raw = Transform(TransformKind.RAW)
     if ref.agreement is not None:
         agreement_id = ref.agreement.id
@@ -165,6 +167,8 @@ def dataset_view(ref: Ref, own_transforms, keys: dict[str, bytes], elide: str | 
         subject = ref.table.schema.subject_column
         if unit_as_id or subject is None:
             return _relation(ref, _view_sql(columns, subject, *_consent(ref)))
+        if unit_as_number and ref.table.person_numbers:
+            return _relation(ref, _view_sql(columns, PERSON_NUMBER_COLUMN, *_consent(ref)))
         return _relation(ref, _view_sql(columns, UNIT_HASH_COLUMN, *_consent(ref)), unit_subject=subject)
     # A hashed own key uses the agreement's function, which the foreign side registered.
     # Own columns joined to a hashed key are restricted like identifiers, so the same elision holds.

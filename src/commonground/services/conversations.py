@@ -221,7 +221,7 @@ def publish(deps: Deps, survey_id: str) -> None:
                 record = DatasetVersion(deps.new_id(), survey.asker, name, number, str(dest.relative_to(deps.home)),
                                         ingested.sha256, ingested.rows, ingested.bytes, schema,
                                         ingested.distinct_subjects, ingested.max_rows_per_subject,
-                                        ingested.subject_level_columns, now)
+                                        ingested.subject_level_columns, now, ingested.person_numbers)
                 deps.store.insert_version(conn, record, dataset_id)
                 deps.store.append_entry(conn, {
                     "event": "dataset.version_added", "party": survey.asker, "dataset": record.key, "version": number,

@@ -49,7 +49,7 @@ def add_dataset(deps: Deps, owner: str, name: str, source: Path, schema_doc: Any
             record = DatasetVersion(
                 file_id, owner, name, version, str(dest.relative_to(deps.home)), ingested.sha256, ingested.rows,
                 ingested.bytes, schema, ingested.distinct_subjects, ingested.max_rows_per_subject,
-                ingested.subject_level_columns, deps.now())
+                ingested.subject_level_columns, deps.now(), ingested.person_numbers)
             deps.store.insert_version(conn, record, dataset_id)
             deps.store.append_entry(conn, {
                 "event": "dataset.version_added", "party": owner, "dataset": f"{owner}.{name}", "version": version,

@@ -65,7 +65,7 @@ def catalog(deps: Deps, conn, party: str, purpose: str, per_subject: bool = Fals
     agreements = tuple(agreements_in_force(deps, conn, party))
     tables = {k: TableInfo(v.owner, v.name, v.schema, v.rows, v.max_rows_per_subject,
                            v.schema.consent.value if consent_svc.applies(v.schema, purpose) else None,
-                           v.subject_level_columns or frozenset())
+                           v.subject_level_columns or frozenset(), v.person_numbers)
               for k, v in versions.items()}
     return versions, QueryContext(party, purpose, tables, agreements, per_subject=per_subject)
 
