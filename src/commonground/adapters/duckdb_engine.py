@@ -89,6 +89,15 @@ class DuckDBEngine:
         con.execute("SET enable_external_access = false")
         return con
 
+    def warm_up(self) -> None:
+        """Open and close one connection as queries do (DuckDB's first connection in a process
+        sets up its allocator and catalogue)."""
+        con = self._connect([])
+        try:
+            con.execute("SELECT 1").fetchall()
+        finally:
+            con.close()
+
     @contextlib.contextmanager
     def governed_connection(self, plan: Plan, sources: Mapping[str, Path],
                             consent: Mapping[str, ConsentGate] | None = None,

@@ -530,6 +530,7 @@ def serve(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Opt
     from ..api.app import create_app
     from ..web.app import mount_web
     deps = _deps()
+    bootstrap.warm_up(deps)
     uvicorn.run(mount_web(create_app(deps, head_interval_s=HEAD_INTERVAL_S), deps), host=host, port=port, log_level="info")
 
 
