@@ -138,10 +138,10 @@ def _engine(settings: Settings) -> LazyEngine:
 
 
 def warm_up(deps: Deps) -> None:
-    """What a server does before it answers: load the vocabulary (Fideslang's taxonomy, ~1 s of
-    imports), govern a query that reads nothing (SQLGlot loads a dialect on its first use,
-    ~0.13 s) and make the query engine, so its first request is about as fast as the next ones
-    instead of paying for all three (docs/benchmarks.md, API)."""
+    """What a server does before it answers: read the vocabulary (the store's first read),
+    govern a query that reads nothing (SQLGlot loads a dialect on its first use, ~0.13 s) and
+    make the query engine (DuckDB and Arrow, ~1 s of imports on a slow machine), so its first
+    request is about as fast as the next ones (docs/benchmarks.md, First request)."""
     from .policy.context import QueryContext  # noqa: PLC0415 - only a server needs these up front
     from .policy.governor import govern  # noqa: PLC0415
     from .services.vocabulary import vocabulary  # noqa: PLC0415
