@@ -8,7 +8,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from commonground.adapters.duckdb_engine import DuckDBEngine
+from commonground.adapters.duckdb_engine import DuckDBEngine, perfect_hash_bits
 from commonground.adapters.ingest import ParquetIngest
 from commonground.adapters.subject_data import SubjectData
 from commonground.domain.agreements import AgreementState, AgreementStatus, parse_agreement
@@ -114,3 +114,11 @@ def test_the_store_keeps_whether_a_version_is_numbered(make_deps, tmp_path):
     with deps.store.read() as conn:
         versions = {v.name: v.person_numbers for v in deps.store.versions(conn, "retailer")}
     assert versions == {"several": True, "single": False}
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 8, 16, 64, 10_000])
+def test_the_perfect_hash_cap_keeps_all_threads_tables_bounded(threads):
+    bits = perfect_hash_bits(threads)
+    assert bits >= 12  # never below DuckDB's own default
+    assert bits == 12 or threads * 2 ** bits <= 2 ** 23  # every thread's table together
+    assert perfect_hash_bits(2) == 22  # ~4M people on a two-core machine

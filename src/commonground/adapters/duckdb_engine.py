@@ -36,7 +36,16 @@ from .keyed_hash import define_pseudonym
 # Negative (fast) levels gained little more time and nearly doubled the file; turning the
 # dictionary off did not help either (docs/benchmarks.md, export).
 EXPORT_PARQUET = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1"
-PERFECT_HASH_BITS = 22
+# dp plans' perfect-hash aggregation on person numbers (governed_connection): each thread holds a
+# table of 2^bits slots (~25-100 bytes each, by the aggregates), so the cap shrinks as threads
+# grow, keeping all threads' tables near 2^23 slots: 22 bits (~4M people) on two threads.
+PERFECT_HASH_SLOTS = 1 << 23
+
+
+def perfect_hash_bits(threads: int) -> int:
+    """DuckDB's `perfect_ht_threshold` for a dp plan on `threads` threads (never below its
+    default of 12)."""
+    return max(12, (PERFECT_HASH_SLOTS // max(threads, 1)).bit_length() - 1)
 
 
 def _quote(path: Path) -> str:
@@ -114,10 +123,12 @@ class DuckDBEngine:
             self._define(con, plan, sources, gates)
             if plan.dp is not None:
                 # dp bounds each person's contribution by grouping on the version's person numbers
-                # (policy/dp.py): up to 2^22 (~4M) people DuckDB then aggregates with a perfect
-                # hash, one slot per number, instead of a hash table (0.55 s against 0.69 s on 10M
-                # rows of 2M people). The cap bounds that table's memory; beyond it, hashing.
-                con.execute(f"SET perfect_ht_threshold = {PERFECT_HASH_BITS}")
+                # (policy/dp.py): up to 2^22 (~4M) people on two threads DuckDB then aggregates with
+                # a perfect hash, one slot per number, instead of a hash table (0.55 s against
+                # 0.69 s on 10M rows of 2M people). The cap bounds those tables' memory; beyond
+                # it, hashing, as before.
+                threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
+                con.execute(f"SET perfect_ht_threshold = {perfect_hash_bits(int(threads))}")
             con.execute("SET lock_configuration = true")
             yield con
         finally:
