@@ -49,6 +49,6 @@ class Vocabulary:
 @functools.lru_cache(maxsize=1)
 def fideslang_vocabulary() -> Vocabulary:
     """Fideslang's default taxonomy, from its names vendored in `fideslang_taxonomy` (importing
-    fideslang itself cost every command ~0.6-1 s)."""
+    fideslang itself cost a CLI command ~0.26 s)."""
     from . import fideslang_taxonomy as taxonomy
     return Vocabulary(taxonomy.DATA_USES, taxonomy.DATA_CATEGORIES, taxonomy.DATA_SUBJECTS)
