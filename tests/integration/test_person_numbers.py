@@ -68,7 +68,7 @@ def test_an_erasure_keeps_the_other_peoples_numbers(tmp_path):
     assert erased.person_numbers and {c: n for c, _, n in _stored(erased.path)} == before
 
 
-def _plan(schema, rows: int, person_numbers: bool, subject_level: frozenset[str]):
+def _plan(sql: str, schema, rows: int, person_numbers: bool, subject_level: frozenset[str]):
     terms = parse_agreement({
         "name": "t", "provider": "retailer", "recipients": ["brand"], "purposes": ["analytics"],
         "valid_until": "2099-12-31",
@@ -78,7 +78,7 @@ def _plan(schema, rows: int, person_numbers: bool, subject_level: frozenset[str]
     agreement = AgreementState("ag-n", 1, terms, AgreementStatus.ACTIVE, frozenset({"retailer", "brand"}), b"k" * 32)
     table = TableInfo("retailer", "purchases", schema, rows, 3, subject_level_columns=subject_level,
                       person_numbers=person_numbers)
-    return govern(SQL, QueryContext("brand", "analytics", {"retailer.purchases": table}, (agreement,)))
+    return govern(sql, QueryContext("brand", "analytics", {"retailer.purchases": table}, (agreement,)))
 
 
 def _bounded(plan, path) -> tuple[list[tuple], str]:
@@ -89,20 +89,27 @@ def _bounded(plan, path) -> tuple[list[tuple], str]:
         return rows, "\n".join(r[1] for r in con.execute("EXPLAIN " + plan.sql).fetchall())
 
 
-@pytest.mark.parametrize("subject_level", [frozenset({"segment"}), frozenset()], ids=["one-group", "chosen"])
-def test_dp_bounds_people_by_their_numbers_with_the_same_groups_as_by_unit(tmp_path, subject_level):
-    """5,000 people (13 bits of numbers, above DuckDB's default perfect-hash cap of 12): grouped
-    by segment, which is one value per person, each person's rows are aggregated on their number
-    with a perfect hash; the bounded groups equal those of the unit-hash plan. With segment not
-    known to be subject-level, the general plan reads the numbers too, with the same groups."""
+UNGROUPED = "SELECT COUNT(*) AS n, SUM(spend) AS s FROM retailer.purchases"
+
+
+@pytest.mark.parametrize("sql, subject_level, by_number", [
+    (SQL, frozenset({"segment"}), True),   # one group per person: grouped on the number alone
+    (UNGROUPED, frozenset(), True),        # one group for everyone: the same
+    (SQL, frozenset(), False),             # the general plan: hashed with the labels, on the unit
+], ids=["one-group", "ungrouped", "chosen"])
+def test_dp_bounds_people_by_their_numbers_with_the_same_groups_as_by_unit(tmp_path, sql, subject_level, by_number):
+    """5,000 people (13 bits of numbers, above DuckDB's default perfect-hash cap of 12). Where
+    each person is in one group, their rows are aggregated on their number with a perfect hash;
+    the bounded groups equal those of the plan on the unit hash (a version without numbers).
+    The general plan keeps the unit: grouped with the labels, the key is hashed anyway."""
     _, info, schema = _ingest(tmp_path, 5000, lambda p: 1 + p % 3)
-    numbered, unit = (_plan(schema, info.rows, flag, subject_level) for flag in (True, False))
-    assert f'"{PERSON_NUMBER_COLUMN}" AS "__cg_pu"' in numbered.views[0].select_sql
+    numbered, unit = (_plan(sql, schema, info.rows, flag, subject_level) for flag in (True, False))
+    column = PERSON_NUMBER_COLUMN if by_number else UNIT_HASH_COLUMN
+    assert f'"{column}" AS "__cg_pu"' in numbered.views[0].select_sql
     assert f'"{UNIT_HASH_COLUMN}" AS "__cg_pu"' in unit.views[0].select_sql
-    (by_number, explained), (by_unit, _) = _bounded(numbered, info.path), _bounded(unit, info.path)
-    assert by_number == by_unit and sum(r[1] for r in by_number) == 5000
-    if subject_level:
-        assert "PERFECT_HASH_GROUP_BY" in explained.upper().replace(" ", "_")
+    (by_plan, explained), (by_unit, _) = _bounded(numbered, info.path), _bounded(unit, info.path)
+    assert by_plan == by_unit and sum(r[1 if sql == SQL else 0] for r in by_plan) == 5000  # people, once each
+    assert ("PERFECT_HASH_GROUP_BY" in explained.upper().replace(" ", "_")) == by_number
 
 
 def test_the_store_keeps_whether_a_version_is_numbered(make_deps, tmp_path):
