@@ -26,7 +26,7 @@ from ..ports import ConsentGate, QueryResult
 from . import consent_base, dp_noise, threshold_noise
 from .anonymiser import Anonymised, anonymise
 from .group_sketch import released_sketches, sketch_key
-from .ingest import file_sha256, has_unit_hash, unit_hash_sql
+from .ingest import file_sha256, has_hidden_column, unit_hash_sql
 from .keyed_hash import define_pseudonym
 
 # Exports are written at zstd level 1. A pseudonymised export is mostly 32-character hex
@@ -215,7 +215,7 @@ class DuckDBEngine:
                 rows = self._consented_sql(con, i, view, path, *gates[view.dataset])
             else:
                 rows = f"SELECT * FROM read_parquet({path})"
-            if view.unit_subject and not has_unit_hash(con, f"({rows})"):  # a version from before the column
+            if view.unit_subject and not has_hidden_column(con, f"({rows})", UNIT_HASH_COLUMN):  # a version from before the column
                 rows = f"SELECT *, {unit_hash_sql(view.unit_subject)} AS {UNIT_HASH_COLUMN} FROM ({rows})"
             con.execute(f"CREATE VIEW cg_src_{i} AS {rows}")
             # The governor writes the placeholders as plain `FROM cg_source` / `FROM cg_consented`

@@ -19,7 +19,7 @@ import duckdb
 from ..domain.errors import BadInput
 from ..domain.schema import PERSON_NUMBER_COLUMN, UNIT_HASH_COLUMN
 from ..ports import IngestedFile
-from .ingest import ParquetIngest, _ident, _quote, has_unit_hash, publish
+from .ingest import ParquetIngest, _ident, _quote, has_hidden_column, publish
 
 
 def members_path(path: Path) -> Path:
@@ -136,7 +136,7 @@ class SubjectData:
                         {"s": subject})
             rows, subjects, most = self.ingest.stats(con, tmp, schema)
             subject_level = self.ingest.subject_level_columns(con, tmp, schema, most)
-            numbered = has_unit_hash(con, f"read_parquet({_quote(tmp)})", PERSON_NUMBER_COLUMN)
+            numbered = has_hidden_column(con, f"read_parquet({_quote(tmp)})", PERSON_NUMBER_COLUMN)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
