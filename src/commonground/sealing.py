@@ -41,11 +41,11 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .domain.errors import BadInput
-from .domain.schema import (FINGERPRINT_BYTES, FINGERPRINT_CHARS, SEAL_NONCE_BYTES, SEAL_TAG_BYTES,
+from .domain.schema import (FINGERPRINT_BYTES, FINGERPRINT_CHARS, SEAL_NONCE_BYTES, SEAL_SECRET_ENV, SEAL_TAG_BYTES,
                             SEAL_VERSION_PADDED, SEAL_VERSION_PLAIN, ColumnSpec, DatasetSchema, Seal,
                             normalize_column_name)
 
-SECRET_ENV = "COMMONGROUND_SEAL_SECRET"
+SECRET_ENV = SEAL_SECRET_ENV
 MIN_SECRET_BYTES = 32
 KDF_SALT = b"commonground-seal-v1"
 AAD_PREFIX = b"commonground-seal-v1|"

@@ -16,14 +16,13 @@ from typing import Optional
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .. import sealing
 from ..domain.errors import BadInput
-from ..domain.schema import parse_schema
+from ..domain.schema import SEAL_SECRET_ENV, parse_schema
 from .main import JsonOpt, _read_yaml, app, command
 from .output import emit, out
 
 SecretFileOpt = typer.Option(None, "--secret-file",
-                             help=f"File holding the collaboration secret (else ${sealing.SECRET_ENV}). Never sent to the store.")
+                             help=f"File holding the collaboration secret (else ${SEAL_SECRET_ENV}). Never sent to the store.")
 SchemaOpt = typer.Option(..., "--schema", help="The dataset schema YAML with seal: per column and collaboration: at the top.")
 
 
@@ -40,6 +39,7 @@ def seal(source: Path = typer.Argument(..., help="CSV or Parquet file with the p
          schema: Path = SchemaOpt, secret_file: Optional[Path] = SecretFileOpt, json_out: bool = JsonOpt) -> None:
     """Seal a file before upload: fingerprint columns become keyed HMACs, sealed columns AES-GCM ciphertext."""
     parsed = parse_schema(_read_yaml(schema, "schema"))
+    from .. import sealing  # Arrow and numpy: loaded by the commands that seal, not by every command
     secret = sealing.load_secret(secret_file)
     with _progress("seal", json_out) as progress:
         task = progress.add_task("seal", total=100)
@@ -61,6 +61,7 @@ def unseal(source: Path = typer.Argument(..., help="A result: CSV, Parquet, or t
            json_out: bool = JsonOpt) -> None:
     """Open the sealed columns of a result you were allowed to see, with the collaboration secret."""
     parsed = parse_schema(_read_yaml(schema, "schema"))
+    from .. import sealing  # Arrow and numpy: loaded by the commands that seal, not by every command
     secret = sealing.load_secret(secret_file)
     mapping = {}
     for c in columns:
@@ -96,6 +97,7 @@ def seal_secret(dest: Path = typer.Argument(..., help="File to create (readable 
     except OSError as e:
         raise BadInput(f"cannot create {dest}: {e.strerror}") from None
     with os.fdopen(fd, "w") as f:
+        from .. import sealing
         f.write(sealing.new_secret() + "\n")
     emit({"secret_file": str(dest)}, json_out,
          lambda: out.print(f"collaboration secret written to {dest}; share it with the other parties over a channel "

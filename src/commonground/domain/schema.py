@@ -82,6 +82,8 @@ SEAL_VERSION_PADDED = 2
 SEAL_NONCE_BYTES = 12
 SEAL_TAG_BYTES = 16
 SEALED_MIN_BYTES = 1 + SEAL_NONCE_BYTES + SEAL_TAG_BYTES
+# Where the sealing tool reads the collaboration secret when no --secret-file is given.
+SEAL_SECRET_ENV = "COMMONGROUND_SEAL_SECRET"
 # The first byte (0x01 or 0x02) puts 'A' first and one of Q..v second; an unpadded base64url
 # string is never 1 character longer than a multiple of 4.
 SEALED_PATTERN = r"^A[Q-Za-v][A-Za-z0-9_-]{37,}$"
