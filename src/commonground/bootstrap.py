@@ -37,16 +37,8 @@ class LazyEngine:
         self._settings = settings
         self._engine: Any = None
 
-    def warm_up(self) -> None:
-        """Make the DuckDB engine now and open one connection, so a server's first query does not
-        pay for the imports (~1 s on a slow machine). Spark stays lazy: its JVM is the engine's
-        own start-up, and it is started when the first query needs it."""
-        if self.kind == "duckdb" and self._engine is None:
-            from .adapters.duckdb_engine import DuckDBEngine
-            self._engine = DuckDBEngine(**self._settings)
-            self._engine.warm_up()
-
-    def run(self, plan: Any, sources: Any, consent: Any = None) -> Any:
+    def _made(self) -> Any:
+        """The selected engine, made (and its modules imported) the first time it is needed."""
         if self._engine is None:
             if self.kind == "spark":
                 try:
@@ -57,7 +49,17 @@ class LazyEngine:
             else:
                 from .adapters.duckdb_engine import DuckDBEngine
                 self._engine = DuckDBEngine(**self._settings)
-        return self._engine.run(plan, sources, consent)
+        return self._engine
+
+    def warm_up(self) -> None:
+        """Make the DuckDB engine now and open one connection, so a server's first query does not
+        pay for the imports (~1 s on a slow machine). Spark stays lazy: its JVM is the engine's
+        own start-up, and it is started when the first query needs it."""
+        if self.kind == "duckdb":
+            self._made().warm_up()
+
+    def run(self, plan: Any, sources: Any, consent: Any = None) -> Any:
+        return self._made().run(plan, sources, consent)
 
     def export(self, plan: Any, source: Any, gate: Any, dest: Any, fmt: str, metadata: Any) -> Any:
         if self.kind == "spark":  # an export writes one file on this machine: DuckDB does it, with Spark selected too
@@ -66,10 +68,7 @@ class LazyEngine:
                 self._exporter = DuckDBEngine(memory_limit=self._settings.get("consent_memory_limit", "4GB"),
                                               timeout_s=self._settings.get("timeout_s", 300.0))
             return self._exporter.export(plan, source, gate, dest, fmt, metadata)
-        if self._engine is None:
-            from .adapters.duckdb_engine import DuckDBEngine
-            self._engine = DuckDBEngine(**self._settings)
-        return self._engine.export(plan, source, gate, dest, fmt, metadata)
+        return self._made().export(plan, source, gate, dest, fmt, metadata)
 
     def run_code(self, plan: Any, sources: Any, gates: Any, source: str, declared: Any, scratch: Path) -> Any:
         """A code-to-data run (adapters/code_run.py): DuckDB binds the views whichever engine is selected."""

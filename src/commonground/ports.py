@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
+from .domain.records import DatasetVersion
+from .domain.schema import DatasetSchema
 from .policy.context import Plan
 
 
@@ -80,4 +82,12 @@ class IngestedFile:
     # The file holds each person's number (domain.schema.PERSON_NUMBER_COLUMN): written where
     # people have several rows.
     person_numbers: bool = False
+
+    def version(self, version_id: str, owner: str, name: str, number: int, path: str, schema: DatasetSchema,
+                created_at: dt.datetime) -> DatasetVersion:
+        """The store's record of this file as version `number` of owner.name (`path` relative to
+        the home): what ingest measured, never what the uploader said."""
+        return DatasetVersion(version_id, owner, name, number, path, self.sha256, self.rows, self.bytes, schema,
+                              self.distinct_subjects, self.max_rows_per_subject, self.subject_level_columns,
+                              created_at, self.person_numbers)
 

@@ -45,7 +45,6 @@ from .domain.schema import (FINGERPRINT_BYTES, FINGERPRINT_CHARS, SEAL_NONCE_BYT
                             SEAL_VERSION_PADDED, SEAL_VERSION_PLAIN, ColumnSpec, DatasetSchema, Seal,
                             normalize_column_name)
 
-SECRET_ENV = SEAL_SECRET_ENV
 MIN_SECRET_BYTES = 32
 KDF_SALT = b"commonground-seal-v1"
 AAD_PREFIX = b"commonground-seal-v1|"
@@ -74,11 +73,11 @@ def load_secret(secret_file: Path | str | None = None, env: Mapping[str, str] | 
             raise BadInput(f"cannot read the secret file {secret_file}: {e.strerror}") from None
         where = f"the secret file {secret_file}"
     else:
-        value = (os.environ if env is None else env).get(SECRET_ENV, "")
+        value = (os.environ if env is None else env).get(SEAL_SECRET_ENV, "")
         raw = value.strip().encode()
-        where = f"${SECRET_ENV}"
+        where = f"${SEAL_SECRET_ENV}"
         if not raw:
-            raise BadInput(f"no collaboration secret: pass --secret-file FILE or set ${SECRET_ENV} "
+            raise BadInput(f"no collaboration secret: pass --secret-file FILE or set ${SEAL_SECRET_ENV} "
                            "(make one with `commonground seal-secret FILE`)")
     return check_secret(raw, where)
 

@@ -123,9 +123,9 @@ def test_the_store_keeps_whether_a_version_is_numbered(make_deps, tmp_path):
     assert versions == {"several": True, "single": False}
 
 
-@pytest.mark.parametrize("threads", [1, 2, 3, 8, 16, 64, 10_000])
-def test_the_perfect_hash_cap_keeps_all_threads_tables_bounded(threads):
-    bits = perfect_hash_bits(threads)
-    assert bits >= 12  # never below DuckDB's own default
-    assert bits == 12 or threads * 2 ** bits <= 2 ** 23  # every thread's table together
+def test_the_perfect_hash_cap_keeps_all_threads_tables_bounded():
     assert perfect_hash_bits(2) == 22  # ~4M people on a two-core machine
+    for threads in (1, 2, 3, 8, 16, 64, 10_000):
+        bits = perfect_hash_bits(threads)
+        assert bits >= 12  # never below DuckDB's own default
+        assert bits == 12 or threads * 2 ** bits <= 2 ** 23  # every thread's table together

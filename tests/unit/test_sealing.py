@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from commonground import sealing
 from commonground.domain.agreements import check_against, parse_agreement
 from commonground.domain.errors import BadInput, Refused
-from commonground.domain.schema import (FINGERPRINT_PATTERN, SEALED_PATTERN, Seal, parse_schema)
+from commonground.domain.schema import (FINGERPRINT_PATTERN, SEAL_SECRET_ENV, SEALED_PATTERN, Seal, parse_schema)
 from commonground.policy.governor import govern
 from tests.governor_context import build_context
 
@@ -142,7 +142,7 @@ def test_secrets_must_be_long_and_come_from_a_file_or_the_environment(tmp_path: 
         sealing.check_secret(b"short")
     (tmp_path / "s").write_text(sealing.new_secret() + "\n")
     assert len(sealing.load_secret(tmp_path / "s")) == 43
-    assert sealing.load_secret(env={sealing.SECRET_ENV: "y" * 40}) == b"y" * 40
+    assert sealing.load_secret(env={SEAL_SECRET_ENV: "y" * 40}) == b"y" * 40
     with pytest.raises(BadInput, match="--secret-file"):
         sealing.load_secret(env={})
 

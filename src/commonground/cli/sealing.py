@@ -90,6 +90,7 @@ def unseal(source: Path = typer.Argument(..., help="A result: CSV, Parquet, or t
 @command(app, "seal-secret")
 def seal_secret(dest: Path = typer.Argument(..., help="File to create (readable by you only)."), json_out: bool = JsonOpt) -> None:
     """Make a collaboration secret (256 bits) to share with the other parties, never with the store."""
+    from .. import sealing  # Arrow and numpy: loaded by the commands that seal, not by every command
     try:
         fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -97,7 +98,6 @@ def seal_secret(dest: Path = typer.Argument(..., help="File to create (readable 
     except OSError as e:
         raise BadInput(f"cannot create {dest}: {e.strerror}") from None
     with os.fdopen(fd, "w") as f:
-        from .. import sealing
         f.write(sealing.new_secret() + "\n")
     emit({"secret_file": str(dest)}, json_out,
          lambda: out.print(f"collaboration secret written to {dest}; share it with the other parties over a channel "

@@ -21,7 +21,7 @@ from typing import Any, Iterable, Mapping
 from ..domain.conversations import (RESPONDENT, QuestionType, Survey, answer_schema, check_answers, check_sharing,
                                     consent_changes, parse_survey, survey_from_dict)
 from ..domain.errors import BadInput, Conflict, NotFound
-from ..domain.records import DatasetVersion, Party, PartyKind
+from ..domain.records import Party, PartyKind
 from ..domain.schema import parse_schema
 from ..domain.vocabulary import Kind
 from . import consent as consent_svc
@@ -218,10 +218,8 @@ def publish(deps: Deps, survey_id: str) -> None:
                 name = survey.copy_name(member)
                 dataset_id = deps.store.dataset_id(conn, row["asker_id"], name)
                 number = deps.store.last_version(conn, dataset_id) + 1
-                record = DatasetVersion(deps.new_id(), survey.asker, name, number, str(dest.relative_to(deps.home)),
-                                        ingested.sha256, ingested.rows, ingested.bytes, schema,
-                                        ingested.distinct_subjects, ingested.max_rows_per_subject,
-                                        ingested.subject_level_columns, now, ingested.person_numbers)
+                record = ingested.version(deps.new_id(), survey.asker, name, number, str(dest.relative_to(deps.home)),
+                                          schema, now)
                 deps.store.insert_version(conn, record, dataset_id)
                 deps.store.append_entry(conn, {
                     "event": "dataset.version_added", "party": survey.asker, "dataset": record.key, "version": number,

@@ -46,10 +46,7 @@ def add_dataset(deps: Deps, owner: str, name: str, source: Path, schema_doc: Any
             if dataset_id is None:
                 dataset_id = deps.new_id()
                 deps.store.insert_dataset(conn, dataset_id, party.id, name, deps.now())
-            record = DatasetVersion(
-                file_id, owner, name, version, str(dest.relative_to(deps.home)), ingested.sha256, ingested.rows,
-                ingested.bytes, schema, ingested.distinct_subjects, ingested.max_rows_per_subject,
-                ingested.subject_level_columns, deps.now(), ingested.person_numbers)
+            record = ingested.version(file_id, owner, name, version, str(dest.relative_to(deps.home)), schema, deps.now())
             deps.store.insert_version(conn, record, dataset_id)
             deps.store.append_entry(conn, {
                 "event": "dataset.version_added", "party": owner, "dataset": f"{owner}.{name}", "version": version,

@@ -326,10 +326,8 @@ def request_erasure(deps: Deps, individual: str, controller: str, reason: str = 
             controller_party = require_party(deps, conn, controller)
             made = []
             for version, file_id, dest, ingested in written:
-                record = DatasetVersion(file_id, version.owner, version.name, version.version + 1,
-                                        str(dest.relative_to(deps.home)), ingested.sha256, ingested.rows, ingested.bytes,
-                                        version.schema, ingested.distinct_subjects, ingested.max_rows_per_subject,
-                                        ingested.subject_level_columns, now, ingested.person_numbers)
+                record = ingested.version(file_id, version.owner, version.name, version.version + 1,
+                                          str(dest.relative_to(deps.home)), version.schema, now)
                 deps.store.insert_version(conn, record, _dataset_id(deps, conn, version))
                 deps.store.append_entry(conn, {
                     "event": "dataset.version_added", "party": version.owner, "dataset": version.key,
