@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from commonground.domain.errors import BadInput
-from commonground.domain.pii import (ColumnFinding, KindStats, PiiKind, Role, luhn_valid, mask, name_hints, subject_hint,
-                                     validators)
+from commonground.domain.pii import (ColumnFinding, KindStats, PiiKind, Role, luhn_valid, mask, name_hints, profile_hint,
+                                     subject_hint, validators)
+from commonground.domain.vocabulary import Kind, fideslang_vocabulary
 from commonground.domain.schema import parse_schema
 
 V = validators("US")
@@ -39,6 +40,41 @@ def test_name_hints():
     assert not name_hints("product_name") and not name_hints("file_name")
     assert name_hints("client_ip") == {PiiKind.IP} and not name_hints("zip")
     assert subject_hint("customer_id") and not subject_hint("order_id")
+
+
+@pytest.mark.parametrize("column, role, category", [
+    ("age", Role.QUASI_IDENTIFIER, "user.demographic.age_range"),
+    ("age_band", Role.QUASI_IDENTIFIER, "user.demographic.age_range"),
+    ("gender", Role.QUASI_IDENTIFIER, "user.demographic.gender"),
+    ("customer_sex", Role.QUASI_IDENTIFIER, "user.demographic.gender"),
+    ("race", Role.QUASI_IDENTIFIER, "user.demographic.race_ethnicity"),
+    ("ethnic_origin", Role.QUASI_IDENTIFIER, "user.demographic.race_ethnicity"),
+    ("marital_status", Role.QUASI_IDENTIFIER, "user.demographic.marital_status"),
+    ("store_zip", Role.QUASI_IDENTIFIER, "user.location.imprecise"),
+    ("postal_code", Role.QUASI_IDENTIFIER, "user.location.imprecise"),
+    ("native_country", Role.QUASI_IDENTIFIER, "user.demographic"),
+    ("education", Role.QUASI_IDENTIFIER, "user.demographic"),
+    ("occupation", Role.QUASI_IDENTIFIER, "user.job_title"),
+    ("religion", Role.SENSITIVE, "user.demographic.religious_belief"),
+    ("political_party", Role.SENSITIVE, "user.demographic.political_opinion"),
+    ("diagnosis_code", Role.SENSITIVE, "user.health_and_medical"),
+    ("income", Role.SENSITIVE, "user.financial"),
+])
+def test_profile_hints_propose_quasi_identifiers_and_sensitive_columns_by_name(column, role, category):
+    assert profile_hint(column) == (role, category)
+    assert fideslang_vocabulary().check(Kind.CATEGORY, category) == category
+    finding = ColumnFinding(column, sample_values=100)
+    assert not finding.flagged and finding.proposal() == (role, category)  # proposed, never flagged as an identifier
+
+
+@pytest.mark.parametrize("column", ["page", "usage", "stage", "storage", "message", "sussex", "weather_condition",
+                                    "country", "zipped", "product", "spend", "age_verified_at_x_y", "sexton"])
+def test_profile_hints_leave_other_names_alone(column):
+    assert profile_hint(column) is None
+
+
+def test_a_person_id_name_is_proposed_before_a_profile_hint():
+    assert ColumnFinding("customer_id").proposal() == (Role.SUBJECT_ID, "user.unique_id")
 
 
 def test_flagging_thresholds():

@@ -55,15 +55,21 @@ class ScanReport:
     def flagged(self) -> list[ColumnFinding]:
         return [c for c in self.columns if c.flagged]
 
+    @property
+    def subject(self) -> str | None:
+        """The column proposed as the subject_id: the first one named like a person's id."""
+        return next((c.column for c in self.columns if not c.flagged and subject_hint(c.column)), None)
+
     def to_dict(self) -> dict[str, Any]:
         return {"file": self.file, "sampled_rows": self.sampled_rows, "total_rows": self.total_rows,
-                "seconds": round(self.seconds, 3),
+                "seconds": round(self.seconds, 3), "subject_column": self.subject,
                 "columns": [c.to_dict() for c in self.columns if c.flagged or c.proposal() is not None]}
 
     def suggested_schema(self) -> dict[str, Any]:
         """A schema document `parse_schema` accepts: detected columns get their role and category,
-        one person-id-like column becomes the subject_id, the rest stay attributes."""
-        subject = next((c.column for c in self.columns if not c.flagged and subject_hint(c.column)), None)
+        one person-id-like column becomes the subject_id, columns named like quasi-identifiers or
+        sensitive data get that role, the rest stay attributes."""
+        subject = self.subject
         cols: dict[str, Any] = {}
         for c in self.columns:
             ctype = self.types.get(c.column, ColumnType.STRING)
@@ -75,6 +81,8 @@ class ScanReport:
                 if c.primary is not PiiKind.DOB or ctype not in (ColumnType.DATE, ColumnType.TIMESTAMP):
                     ctype = ColumnType.STRING  # phone numbers, card numbers and ids keep their leading + and zeros
                 cols[c.column] = {"type": ctype.value, "role": role.value, "category": category}
+            elif proposal is not None and proposal[0] is not Role.SUBJECT_ID:  # named like a quasi-identifier
+                cols[c.column] = {"type": ctype.value, "role": proposal[0].value, "category": proposal[1]}
             else:
                 cols[c.column] = {"type": ctype.value, "role": Role.ATTRIBUTE.value}
         return {"columns": cols}

@@ -14,6 +14,7 @@ import yaml
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..adapters.pii_scan import SAMPLE_ROWS, scan_file
+from ..domain.schema import Role
 from .main import JsonOpt, command, dataset_app
 from .output import emit, out, table
 
@@ -27,7 +28,8 @@ def dataset_scan(file: Path,
                                                             help="Distinct values validated per flagged column in the full pass (default: all, exact)."),
                  region: str = typer.Option("US", "--region", help="Phone numbers without +country are read as this region's."),
                  json_out: bool = JsonOpt) -> None:
-    """Detect emails, phones, payment cards, IBANs, national ids, IPs and dates of birth; propose roles."""
+    """Detect emails, phones, payment cards, IBANs, national ids, IPs and dates of birth; propose roles
+    (quasi-identifiers and sensitive columns such as age, zip code or income by their names)."""
     show_bar = sys.stderr.isatty() and not json_out
     with Progress(TextColumn("[bold]scan"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
                   transient=True, disable=not show_bar) as progress:
@@ -48,7 +50,8 @@ def dataset_scan(file: Path,
             if proposal is None:
                 continue
             detected = c.detected
-            by_name = f"by name: {c.primary.value}" if c.primary else "by name: person id"
+            by_name = (f"by name: {c.primary.value}" if c.primary else "by name: person id"
+                       if proposal[0] is Role.SUBJECT_ID else "by name")
             kinds = ", ".join(s.kind.value + (" (in text)" if s.free_text else "") for s in detected) or by_name
             rate = f"{detected[0].rate:.0%}" if detected else "-"
             full_rows = (f"{detected[0].full_rows:,}" + ("" if detected[0].exact else " (est.)")
@@ -57,8 +60,11 @@ def dataset_scan(file: Path,
             rows.append([c.column, kinds, rate, full_rows, proposal[0].value, proposal[1], example])
         if rows:
             table("personal data", ["column", "found", "sample", "rows", "role", "category", "example (masked)"], rows)
-        else:
-            out.print("no personal data found")
+        if not report.flagged:
+            out.print("no direct identifiers found" if rows else "no personal data found")
+        if report.subject is None:
+            out.print("no column looks like a person id: agreements count people by the subject_id, so add one "
+                      "(one value per person) before sharing this file")
         if write_schema is not None:
             out.print(f"suggested schema written to {write_schema} (review it, then `dataset add --schema`)")
     emit(data, json_out, human)

@@ -93,6 +93,32 @@ _NOT_PERSON_NAME = re.compile(r"(^|_)(file|host|user|product|company|brand|store
 _SUBJECT_HINT = re.compile(r"^(customer|client|user|person|patient|member|subject|account|individual|employee|"
                            r"citizen|contact)_?(id|key|no|number|ref)$")
 
+# Columns that do not point at one person alone but, combined, single people out (the 87% of
+# Americans unique by zip, birth date and sex), or that say something sensitive about them
+# (GDPR art. 9 categories, money). Values cannot tell these apart from ordinary data, so the
+# name decides: role and Fideslang category to propose, by normalised column name.
+_PROFILE_HINTS: list[tuple[re.Pattern[str], Role, str]] = [
+    (re.compile(r"^(age|ages|age_(group|band|range|years|bracket)|age_at_\w+)$"), Role.QUASI_IDENTIFIER,
+     "user.demographic.age_range"),
+    (re.compile(r"^(gender|sex)$|_(gender|sex)$"), Role.QUASI_IDENTIFIER, "user.demographic.gender"),
+    (re.compile(r"(^|_)(race|ethnicity|ethnic_(group|origin))(_|$)"), Role.QUASI_IDENTIFIER,
+     "user.demographic.race_ethnicity"),
+    (re.compile(r"(^|_)marital(_status)?(_|$)"), Role.QUASI_IDENTIFIER, "user.demographic.marital_status"),
+    (re.compile(r"(^|_)(zip|zipcode|zip_code|postcode|post_code|postal_code|plz)(_|$)"), Role.QUASI_IDENTIFIER,
+     "user.location.imprecise"),
+    (re.compile(r"^(native_country|nationality|citizenship|country_of_(birth|origin)|birth_country|"
+                r"place_of_birth|birthplace)$"), Role.QUASI_IDENTIFIER, "user.demographic"),
+    (re.compile(r"^(education|education_level|highest_education)$"), Role.QUASI_IDENTIFIER, "user.demographic"),
+    (re.compile(r"^(occupation|job|job_title|profession)$"), Role.QUASI_IDENTIFIER, "user.job_title"),
+    (re.compile(r"(^|_)(religion|religious_\w+|faith)(_|$)"), Role.SENSITIVE, "user.demographic.religious_belief"),
+    (re.compile(r"(^|_)(political_\w+|party_affiliation)(_|$)"), Role.SENSITIVE, "user.demographic.political_opinion"),
+    (re.compile(r"(^|_)sexual_orientation(_|$)"), Role.SENSITIVE, "user.demographic.sexual_orientation"),
+    (re.compile(r"(^|_)(health|diagnosis|diagnoses|disability|medical_\w+)(_|$)"), Role.SENSITIVE,
+     "user.health_and_medical"),
+    (re.compile(r"^(income|salary|salaries|wage|wages|net_worth|annual_income|household_income)$"), Role.SENSITIVE,
+     "user.financial"),
+]
+
 WHOLE_RATE = 0.3  # a column is flagged when this share of its values is the kind...
 TEXT_RATE = 0.01  # ...or, for free text that contains it, this share
 MIN_MATCHES = 3
@@ -104,6 +130,12 @@ def name_hints(column: str) -> set[PiiKind]:
     if PiiKind.NAME in found and _NOT_PERSON_NAME.search(column):
         found.discard(PiiKind.NAME)
     return found
+
+
+def profile_hint(column: str) -> tuple[Role, str] | None:
+    """The role and category a (normalised) name suggests for a column that is no identifier by
+    itself: `marital_status` -> quasi-identifier, `user.demographic.marital_status`."""
+    return next(((role, category) for rx, role, category in _PROFILE_HINTS if rx.search(column)), None)
 
 
 def subject_hint(column: str) -> bool:
@@ -319,7 +351,7 @@ class ColumnFinding:
     def proposal(self) -> tuple[Role, str] | None:
         kind = self.primary
         if kind is None:
-            return (Role.SUBJECT_ID, "user.unique_id") if subject_hint(self.column) else None
+            return (Role.SUBJECT_ID, "user.unique_id") if subject_hint(self.column) else profile_hint(self.column)
         role = ROLES[kind]
         if self.free_text:
             role = Role.IDENTIFIER  # free text holding contact details points at people by itself
