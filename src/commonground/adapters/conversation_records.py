@@ -50,15 +50,28 @@ class ConversationRecords:
                       when: dt.datetime) -> None:
         conn.execute(t.survey_answers.insert().values(
             survey_id=survey_id, party_id=party_id, subject=subject, values_json=json.dumps(values),
-            answered_at=when))
+            answered_at=when, published=False))
 
     def answers(self, conn: sa.Connection, survey_id: str, party_id: str | None = None) -> list[dict[str, Any]]:
         query = sa.select(t.survey_answers).where(t.survey_answers.c.survey_id == survey_id)
         if party_id is not None:
             query = query.where(t.survey_answers.c.party_id == party_id)
         return [{"party_id": r.party_id, "subject": r.subject, "values": json.loads(r.values_json),
-                 "answered_at": _utc(r.answered_at)}
+                 "answered_at": _utc(r.answered_at), "published": bool(r.published)}
                 for r in conn.execute(query.order_by(t.survey_answers.c.subject))]
+
+    def pending_surveys(self, conn: sa.Connection) -> list[str]:
+        """Surveys with answers no publication holds yet (a partial index keeps this cheap when none)."""
+        return list(conn.execute(sa.select(t.survey_answers.c.survey_id).where(~t.survey_answers.c.published)
+                                 .distinct().order_by(t.survey_answers.c.survey_id)).scalars())
+
+    def mark_published(self, conn: sa.Connection, survey_id: str, subjects: list[str]) -> None:
+        """The answers of `subjects` are held by the publication this transaction lands."""
+        answers = t.survey_answers.c
+        for start in range(0, len(subjects), 5_000):  # bound the statement's parameters
+            conn.execute(t.survey_answers.update().where(answers.survey_id == survey_id, ~answers.published,
+                                                         answers.subject.in_(subjects[start:start + 5_000]))
+                         .values(published=True))
 
     def survey_copies(self, conn: sa.Connection, asker_id: str) -> dict[str, tuple[str, int]]:
         """The asker's answer datasets ("asker.copy") -> (the party each is for, the survey's k)."""

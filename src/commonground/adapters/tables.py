@@ -6,12 +6,12 @@ The ledger tables have no update or delete code anywhere in the project.
 from __future__ import annotations
 
 from sqlalchemy import (BigInteger, Boolean, Column, DateTime, ForeignKey, Index, Integer, LargeBinary, MetaData, String,
-                        Table, Text, UniqueConstraint, false)
+                        Table, Text, UniqueConstraint, false, text, true)
 
 metadata = MetaData()
 
 # The newest migration in adapters/migrations/versions; a store behind it is upgraded on open.
-SCHEMA_REVISION = "0015"
+SCHEMA_REVISION = "0016"
 
 parties = Table(
     "parties", metadata,
@@ -335,7 +335,11 @@ survey_answers = Table(
     Column("subject", String(256), nullable=False),
     Column("values_json", Text, nullable=False),
     Column("answered_at", DateTime(timezone=True), nullable=False),
+    # False until a publication of the survey's copies holds the answer (services/answers.py).
+    Column("published", Boolean, nullable=False, server_default=true()),
     Index("ix_survey_answers_subject", "subject"),
+    Index("ix_survey_answers_pending", "survey_id", sqlite_where=text("NOT published"),
+          postgresql_where=text("NOT published")),
 )
 
 threads = Table(

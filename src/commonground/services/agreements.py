@@ -15,6 +15,7 @@ from ..domain.conversations import agreement_gaps
 from ..domain.errors import BadInput, Conflict, NotFound, Refused
 from ..domain.names import check_label
 from ..domain.vocabulary import Kind
+from .answers import publish_pending
 from .deps import Deps
 from .parties import require_party
 from .rights import vet as vet_rights
@@ -41,6 +42,7 @@ def propose(deps: Deps, actor: str, doc: Any) -> AgreementState:
     now = deps.now()
     if terms.valid_until <= now:
         raise BadInput(f"agreement: valid_until {terms.valid_until.date()} is in the past")
+    publish_pending(deps)  # terms are checked against the datasets as a reader would see them
     with deps.store.transaction() as conn:
         provider = require_party(deps, conn, actor)
         vetted = check_terms(deps, conn, terms)

@@ -27,6 +27,7 @@ from ..domain.errors import BadInput, Conflict, NotFound, Refused
 from ..policy.code_release import CodePlan, declaration_reasons, disclosure_reasons, govern_code
 from . import consent as consent_svc
 from .agreements import agreements_in_force
+from .answers import publish_pending
 from .deps import Deps
 from .parties import require_party
 from .queries import catalog, plain, record_computation
@@ -186,6 +187,7 @@ def run(deps: Deps, party: str, submission_id: str) -> dict[str, Any]:
 
 def _prepare_run(deps: Deps, party: str, submission_id: str) -> tuple[dict[str, Any], dict, CodePlan, dict]:
     """The submitter's approved submission, the views it reads as of now, and their consent gates."""
+    publish_pending(deps)
     with deps.store.read() as conn:
         s = _submission(deps, conn, party, submission_id)
         if s["submitter"] != party:

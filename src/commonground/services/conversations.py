@@ -2,7 +2,7 @@
 owns in the store, used only by the parties and for the purposes they chose.
 
 How an answer is governed (see domain/conversations.py for the why): the survey's answers are
-written as dataset versions of the asker, one copy per party of the survey's audience, each
+written (services/answers.py, when the data is next read) as dataset versions of the asker, one copy per party of the survey's audience, each
 with opt-in consent over every purpose and the person's subject id at the asker as its
 subject column. A person's sharing choice is consent records on those copies, so the one
 consent gate decides every query, export and receipt; a partner reads its copy only through an
@@ -15,16 +15,15 @@ many choices), never an answer value.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Iterable, Mapping
 
-from ..domain.conversations import (RESPONDENT, QuestionType, Survey, answer_schema, check_answers, check_sharing,
+from ..domain.conversations import (RESPONDENT, QuestionType, Survey, check_answers, check_sharing,
                                     consent_changes, parse_survey, survey_from_dict)
 from ..domain.errors import BadInput, Conflict, NotFound
 from ..domain.records import Party, PartyKind
-from ..domain.schema import parse_schema
 from ..domain.vocabulary import Kind
 from . import consent as consent_svc
+from .answers import publish_pending
 from .deps import Deps
 from .parties import ledger_name, require_party
 from .queries import plain, run_query
@@ -134,7 +133,8 @@ def list_surveys(deps: Deps, party_name: str) -> list[dict[str, Any]]:
 
 def answer(deps: Deps, individual: str, survey_id: str, answers: Mapping[str, Any],
            sharing: Iterable[tuple[str, str]]) -> dict[str, Any]:
-    """Record a person's answer and their sharing choice, then publish the answers' next version."""
+    """Record a person's answer and their sharing choice. The answer reaches the copies' data with
+    the next publication, which the next read of the asker's data makes (services/answers.py)."""
     now = deps.now()
     with deps.store.transaction() as conn:
         party, row, subject = _respondent(deps, conn, individual, survey_id)
@@ -149,7 +149,6 @@ def answer(deps: Deps, individual: str, survey_id: str, answers: Mapping[str, An
         _record_sharing(deps, conn, survey, row["asker_id"], subject, before, chosen, individual)
         deps.store.append_entry(conn, {"event": "survey.answered", "party": ledger_name(party), "survey": survey_id,
                                        "asker": survey.asker, "shared_with": len(chosen), "at": now})
-    publish(deps, survey_id)
     return show_survey(deps, individual, survey_id)
 
 
@@ -181,64 +180,12 @@ def _record_sharing(deps: Deps, conn, survey: Survey, asker_id: str, subject: st
     return changes
 
 
-def publish(deps: Deps, survey_id: str) -> None:
-    """Write the survey's answers as the next version of every copy (one file, one commitment).
-
-    Written whole from the stored answers, and committed only if they are still the stored
-    answers (checked in the writing transaction), so a slow publication cannot land after a
-    newer one, nor bring back an answer erased meanwhile.
-    """
-    with deps.store.read() as conn:
-        row = deps.store.surveys(conn, survey_id=survey_id)[0]
-        answers = deps.store.answers(conn, survey_id)
-    survey = survey_from_dict(row["spec"])
-    if not answers:
-        return
-    schema = parse_schema(answer_schema(survey))
-    tmp = deps.home / "tmp" / f"survey-{survey_id}-{deps.new_id()}.jsonl"
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    file_id = deps.new_id()
-    dest = deps.home / "data" / survey.asker / survey.name / f"answers-{file_id}.parquet"
-    try:
-        with tmp.open("w") as f:
-            for a in answers:
-                f.write(json.dumps({RESPONDENT: a["subject"], **a["values"]}) + "\n")
-        ingested, schema = deps.ingest.ingest(tmp, schema, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-    now = deps.now()
-    try:
-        with deps.store.transaction() as conn:
-            if _respondents(deps.store.answers(conn, survey_id)) != _respondents(answers):
-                # An answer or an erasure committed since the read: its own publication (which
-                # reads after it) writes the complete version; this stale one must not land.
-                dest.unlink(missing_ok=True)
-                return
-            for member in survey.audience:
-                name = survey.copy_name(member)
-                dataset_id = deps.store.dataset_id(conn, row["asker_id"], name)
-                number = deps.store.last_version(conn, dataset_id) + 1
-                record = ingested.version(deps.new_id(), survey.asker, name, number, str(dest.relative_to(deps.home)),
-                                          schema, now)
-                deps.store.insert_version(conn, record, dataset_id)
-                deps.store.append_entry(conn, {
-                    "event": "dataset.version_added", "party": survey.asker, "dataset": record.key, "version": number,
-                    "sha256": record.sha256, "rows": record.rows, "columns": schema.to_dict()["columns"],
-                    "reason": "survey answers", "survey": survey_id, "at": now})
-    except BaseException:
-        dest.unlink(missing_ok=True)
-        raise
-
-
-def _respondents(answers: list[dict[str, Any]]) -> list[str]:
-    return sorted(a["subject"] for a in answers)
-
-
 def results(deps: Deps, asker: str, survey_id: str, purpose: str) -> dict[str, Any]:
     """The asker's view: how many answered, and per question the answers of the people who let
     the asker use them for `purpose`, in groups of at least the survey's k. Each aggregate is an
     ordinary query over the asker's copy, so it passes the consent gate, is on the ledger and
     shows on the receipts of everyone it counted."""
+    publish_pending(deps)
     with deps.store.read() as conn:
         party = require_party(deps, conn, asker)
         row, subject = _visible(deps, conn, party, survey_id)

@@ -12,6 +12,7 @@ from ..domain.names import check_name
 from ..domain.records import DatasetVersion
 from ..domain.schema import DatasetSchema, parse_schema
 from .agreements import agreements_in_force
+from .answers import publish_pending
 from .deps import Deps
 from .parties import require_party
 from .vocabulary import vocabulary
@@ -127,6 +128,7 @@ def visible_versions(deps: Deps, conn, party: str) -> dict[str, DatasetVersion]:
 
 
 def list_datasets(deps: Deps, party: str) -> list[DatasetVersion]:
+    publish_pending(deps)
     with deps.store.read() as conn:
         require_party(deps, conn, party)
         return list(visible_versions(deps, conn, party).values())
@@ -135,6 +137,7 @@ def list_datasets(deps: Deps, party: str) -> list[DatasetVersion]:
 def show_dataset(deps: Deps, party: str, ref: str) -> tuple[DatasetVersion, list[DatasetVersion]]:
     """Latest version and history of a dataset; `ref` is owner.name or a name of the party's own."""
     owner, _, name = ref.partition(".") if "." in ref else (party, "", ref)
+    publish_pending(deps)
     with deps.store.read() as conn:
         require_party(deps, conn, party)
         visible = visible_versions(deps, conn, party)

@@ -21,6 +21,7 @@ from ..domain.errors import BadInput, Conflict, NotFound
 from ..policy.exports import govern_export
 from . import consent as consent_svc
 from .agreements import agreements_in_force
+from .answers import publish_pending
 from .deps import Deps
 from .parties import require_party
 from .queries import catalog, record_computation
@@ -31,6 +32,7 @@ FORMATS = ("parquet", "csv")
 def export(deps: Deps, recipient: str, dataset: str, purpose: str, fmt: str = "parquet") -> dict[str, Any]:
     if fmt not in FORMATS:
         raise BadInput(f"format must be parquet or csv, not {fmt!r}")
+    publish_pending(deps)
     with deps.store.read() as conn:
         versions, context = catalog(deps, conn, recipient, purpose)
         plan = govern_export(context, dataset)

@@ -15,6 +15,7 @@ from ..domain.agreements import AgreementStatus, AgreementTerms
 from ..domain.errors import BadInput, Conflict, NotFound, Refused
 from ..domain.listings import ListingTerms, RequestStatus, parse_listing
 from .agreements import check_terms, insert_agreement, terms_digest
+from .answers import publish_pending
 from .deps import Deps
 from .notices import notify
 from .parties import require_party
@@ -28,6 +29,7 @@ def publish(deps: Deps, actor: str, doc: Any) -> dict[str, Any]:
     now = deps.now()
     if listing.terms.valid_until <= now:
         raise BadInput(f"listing: valid_until {listing.terms.valid_until.date()} is in the past")
+    publish_pending(deps)  # terms are checked against the datasets as a reader would see them
     with deps.store.transaction() as conn:
         owner = require_party(deps, conn, actor)
         if deps.store.listing_by_name(conn, owner.id, listing.name):

@@ -19,6 +19,7 @@ from ..ports import ConsentGate, QueryResult
 from . import consent as consent_svc
 from . import privacy
 from .agreements import agreements_in_force
+from .answers import publish_pending
 from .datasets import visible_versions
 from .deps import Deps
 from .parties import require_party
@@ -39,6 +40,7 @@ def plan_query(deps: Deps, party: str, purpose: str, sql: str, per_subject: bool
     """Govern the query (or, `per_subject`, the offer computation) against the catalog as it is
     now; read the consent gates it needs (the changes since each gate's base) and whether the
     party was released this very result before, all in this same read transaction."""
+    publish_pending(deps)
     with deps.store.read() as conn:
         versions, context = catalog(deps, conn, party, purpose, per_subject)
         context = dataclasses.replace(context, epsilon=epsilon)

@@ -22,6 +22,7 @@ from ..domain.records import ConsentWindow, DatasetVersion, Party, PartyKind, Re
 from ..domain.schema import ConsentMode
 from ..domain.vocabulary import Kind
 from . import consent as consent_svc
+from .answers import publish_pending
 from .deps import Deps
 from .parties import check_party_name, issue_token, ledger_name, ledger_name_of, new_party, require_party
 from .tokens import token_digest
@@ -146,6 +147,7 @@ def _dataset_id(deps: Deps, conn, version: DatasetVersion) -> str:
 def access_export(deps: Deps, individual: str) -> dict[str, Any]:
     """Everything the store holds about the person, as JSON: rows, consents, receipts, offers, requests."""
     now = deps.now()
+    publish_pending(deps)
     with deps.store.read() as conn:
         party = require_individual(deps, conn, individual)
         held = []
@@ -176,6 +178,7 @@ def consents(deps: Deps, individual: str) -> list[dict[str, Any]]:
     """Per consent-taking dataset holding the person's rows, each purpose that asks for consent,
     its current status and whether their rows are used for it now."""
     out = []
+    publish_pending(deps)
     with deps.store.read() as conn:
         party = require_individual(deps, conn, individual)
         agreements = [a for a in deps.store.agreements(conn) if a.in_force(deps.now())]
@@ -204,6 +207,7 @@ def consents(deps: Deps, individual: str) -> list[dict[str, Any]]:
 
 def set_consent(deps: Deps, individual: str, dataset: str, purpose: str, status: str, source: str = "subject") -> None:
     """The person grants or withdraws a purpose on a dataset holding their rows; effective on the next query."""
+    publish_pending(deps)
     with deps.store.transaction() as conn:
         party = require_individual(deps, conn, individual)
         version, subject = _linked_dataset(deps, conn, party, dataset)
@@ -432,6 +436,7 @@ def my_datasets(deps: Deps, individual: str) -> list[dict[str, Any]]:
     """The datasets whose latest version holds the person's rows, with their columns (names only,
     no values, nothing recorded): what a correction form may name."""
     out = []
+    publish_pending(deps)
     with deps.store.read() as conn:
         party = require_individual(deps, conn, individual)
         for link in deps.store.links_of(conn, party.id):
