@@ -139,3 +139,23 @@ def test_a_publication_that_read_before_an_erasure_does_not_bring_it_back(survey
         # v1 the first four; v2 the erasure's rewrite of v1; v3 the retry, from the answers as stored after it
         assert [_respondents(deps, v) for v in versions] == [["S0", "S1", "S2", "S3"], ["S0", "S2", "S3"],
                                                              ["S0", "S2", "S3", "S4"]]
+
+
+def test_a_failing_publication_fails_no_reader_and_stays_pending(survey, caplog):
+    deps, survey_id = survey
+    for n in range(3):
+        _answer(deps, survey_id, n)
+
+    def disk_full() -> None:
+        raise OSError("No space left on device")
+
+    broken = _during(deps, disk_full)
+    with caplog.at_level("ERROR", logger="commonground.services.answers"):
+        assert dataset_svc.list_datasets(broken, "courier") == []  # another party's read goes on
+    assert f"survey {survey_id} failed (OSError)" in caplog.text and "S0" not in caplog.text
+    assert _versions(deps) == [] and not list((Path(deps.home) / "data" / "shop").rglob("*.parquet"))
+    with deps.store.read() as conn:
+        assert deps.store.pending_surveys(conn) == [survey_id]
+    conversation_svc.results(deps, "shop", survey_id, AR)  # the next read publishes them
+    assert [v.rows for v in _versions(deps)] == [3]
+

@@ -14,6 +14,7 @@ between two reads costs one version.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from ..domain.conversations import RESPONDENT, answer_schema, survey_from_dict
@@ -21,16 +22,27 @@ from ..domain.schema import parse_schema
 from .deps import Deps
 
 ATTEMPTS = 3  # a publication that lost a race (another landed, or an erasure) reads again
+_log = logging.getLogger(__name__)
 
 
 def publish_pending(deps: Deps) -> None:
-    """Publish every survey that has answers no version holds yet."""
+    """Publish every survey that has answers no version holds yet.
+
+    A publication that fails (a full disk, a broken file) is logged, by survey id and error
+    class only (answers are personal data), and left pending: it must not fail the reader's own
+    work, which may be another party's query about other data. Readers of that survey's copies
+    see its last published version until a later read publishes it.
+    """
     with deps.store.read() as conn:
         pending = deps.store.pending_surveys(conn)
     for survey_id in pending:
-        for _ in range(ATTEMPTS):
-            if publish(deps, survey_id):
-                break
+        try:
+            for _ in range(ATTEMPTS):
+                if publish(deps, survey_id):
+                    break
+        except Exception as e:  # noqa: BLE001 (isolated per survey, see above)
+            _log.error("publishing the answers of survey %s failed (%s); they stay pending", survey_id,
+                       type(e).__name__)
 
 
 def publish(deps: Deps, survey_id: str) -> bool:
