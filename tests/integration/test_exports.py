@@ -125,3 +125,21 @@ def test_exports_need_a_rows_agreement(census):
     _, refused, _ = cli("export", "run", "--as", "outsider", "--dataset", "census.adult", "--purpose",
                         "analytics.reporting", "--json", expect=3)
     assert any("not row exports" in r for r in refused["reasons"])
+
+
+def test_a_rows_proposal_names_the_columns_no_export_would_generalise(census):
+    cli, tmp_path = census
+    doc = {"name": "adult-age-only", "provider": "census", "recipients": ["outsider"], "purposes": ["analytics.reporting"],
+           "valid_until": "2099-12-31",
+           "datasets": {"census.adult": {"fields": {"person_id": "hash", "age": "raw", "race": "raw", "gender": "raw",
+                                                    "education": "drop", "income": "raw"}}},
+           "access": {"mode": "rows", "min_group_size": 5, "quasi_identifiers": ["age"]}}
+    path = write_yaml(tmp_path / "age-only.yaml", doc)
+    made = cli("agreement", "propose", "--as", "census", path, "--json")[1]
+    # the agreement's list replaces the schema's: race and gender would leave as they are
+    assert made["ungeneralised"] == {"census.adult": ["race", "gender"]}
+    _, _, human = cli("agreement", "propose", "--as", "census", path)
+    assert "exports of census.adult will release race, gender as they are" in " ".join(human.split())
+    listed = {**doc, "name": "adult-listed", "access": {**doc["access"], "quasi_identifiers": ["age", "race", "gender"]}}
+    assert cli("agreement", "propose", "--as", "census", write_yaml(tmp_path / "listed.yaml", listed),
+               "--json")[1]["ungeneralised"] == {}

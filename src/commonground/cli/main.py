@@ -265,6 +265,10 @@ def agreement_propose(file: Optional[Path] = typer.Argument(None, help="Agreemen
         for dataset in data["unvetted"]:
             err.print(f"warning: {dataset} declares no rights, so these terms were not checked against a legal basis "
                       "(declare them: commonground rights declare NAME --basis BASIS --purpose PURPOSE)", markup=False, highlight=False)
+        for dataset, columns in data["ungeneralised"].items():
+            err.print(f"warning: exports of {dataset} will release {', '.join(columns)} as they are: named like "
+                      "quasi-identifiers, but neither the agreement (access.quasi_identifiers) nor the schema lists "
+                      "them, so k-anonymity is not counted over them", markup=False, highlight=False)
     emit(data, json_out, human)
 
 

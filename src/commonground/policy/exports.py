@@ -19,12 +19,14 @@ import dataclasses
 import hashlib
 import hmac
 from dataclasses import dataclass
+from typing import Iterable, Mapping
 
 from sqlglot import exp
 
-from ..domain.agreements import AccessMode, AgreementState, Transform, TransformKind
+from ..domain.agreements import AccessMode, AgreementState, AgreementTerms, Transform, TransformKind
 from ..domain.errors import NotFound, Refused
-from ..domain.schema import ColumnType, Role
+from ..domain.pii import profile_hint
+from ..domain.schema import ColumnType, DatasetSchema, Role
 from . import transforms
 from .analysis import DIALECT, PRIVACY_UNIT, Ref
 from .context import QueryContext, RelationView
@@ -79,8 +81,7 @@ def govern_export(ctx: QueryContext, dataset: str) -> ExportPlan:
     view = dataset_view(ref, {}, keys, None)
     visible = ref.visible()
     terms = agreement.terms
-    names = terms.quasi_identifiers or tuple(c.name for c in schema.columns
-                                             if c.role is Role.QUASI_IDENTIFIER and c.name in visible)
+    names = _quasi_identifiers(terms, schema, visible)
     quasi = []
     for name in names:
         ladder = terms.hierarchies.get(name) or _DEFAULT_LADDERS.get(schema.column(name).type, (None,))
@@ -91,6 +92,36 @@ def govern_export(ctx: QueryContext, dataset: str) -> ExportPlan:
         quasi.append(QuasiIdentifier(name, tuple(levels), tuple(labels)))
     return ExportPlan(dataset, agreement.id, view, keys, tuple(c for c in schema.names if c in visible),
                       tuple(quasi), terms.min_group_size, terms.max_suppression, table.max_rows_per_subject == 1)
+
+
+def _quasi_identifiers(terms: AgreementTerms, schema: DatasetSchema, visible: Iterable[str]) -> tuple[str, ...]:
+    """The columns an export generalises: the agreement's list, else the schema's quasi-identifiers it shares."""
+    shared = set(visible)
+    return terms.quasi_identifiers or tuple(c.name for c in schema.columns
+                                            if c.role is Role.QUASI_IDENTIFIER and c.name in shared)
+
+
+def ungeneralised_quasi_identifiers(terms: AgreementTerms, schemas: Mapping[str, DatasetSchema]) -> dict[str, list[str]]:
+    """Per dataset of a rows agreement, the shared columns an export would release as they are
+    although their names read like quasi-identifiers (`domain.pii.profile_hint`: age, zip code,
+    gender...) because neither the agreement nor the schema lists them. Classes are counted over
+    the listed ones only, so with none listed an export is one class of everyone and generalises
+    nothing. Told to the proposer, not refused: the name is a hint, the provider decides."""
+    if terms.mode is not AccessMode.ROWS:
+        return {}
+    out = {}
+    for grant in terms.datasets:
+        schema = schemas.get(grant.dataset)
+        if schema is None:
+            continue
+        visible = grant.visible()
+        listed = set(_quasi_identifiers(terms, schema, visible))
+        named = [c for c in visible if c not in listed and c in schema.names
+                 and schema.column(c).role not in (Role.SUBJECT_ID, Role.IDENTIFIER)
+                 and (profile_hint(c) or (None,))[0] is Role.QUASI_IDENTIFIER]
+        if named:
+            out[grant.dataset] = named
+    return out
 
 
 def _rows_agreement(ctx: QueryContext, dataset: str) -> AgreementState:

@@ -15,6 +15,7 @@ from ..domain.conversations import agreement_gaps
 from ..domain.errors import BadInput, Conflict, NotFound, Refused
 from ..domain.names import check_label
 from ..domain.vocabulary import Kind
+from ..policy.exports import ungeneralised_quasi_identifiers
 from .answers import publish_pending
 from .deps import Deps
 from .parties import require_party
@@ -55,12 +56,16 @@ def propose(deps: Deps, actor: str, doc: Any) -> AgreementState:
 
 def proposal_summary(deps: Deps, state: AgreementState) -> dict[str, Any]:
     """The summary of a new proposal plus `unvetted`: its datasets that declare no rights, so
-    nothing checked the terms against a legal basis. Proposers are told, not refused (stores made
-    before rights existed keep working); the ledger records the same as `rights: null`."""
+    nothing checked the terms against a legal basis (proposers are told, not refused: stores made
+    before rights existed keep working; the ledger records the same as `rights: null`), and
+    `ungeneralised`: per dataset of a rows agreement, shared columns named like quasi-identifiers
+    that no export would generalise (`policy.exports.ungeneralised_quasi_identifiers`)."""
     with deps.store.read() as conn:
         declared = deps.store.current_rights(conn, [g.dataset for g in state.terms.datasets])
+        schemas = {v.key: v.schema for v in deps.store.versions(conn, state.terms.provider)}
     return {**agreement_summary(state, deps.now()),
-            "unvetted": [g.dataset for g in state.terms.datasets if g.dataset not in declared]}
+            "unvetted": [g.dataset for g in state.terms.datasets if g.dataset not in declared],
+            "ungeneralised": ungeneralised_quasi_identifiers(state.terms, schemas)}
 
 
 def check_terms(deps: Deps, conn, terms: AgreementTerms) -> dict[str, int | None]:
