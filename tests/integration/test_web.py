@@ -220,6 +220,23 @@ def test_builder_shows_bad_input_in_the_form_and_proposes(store):
     assert "proposed" in page and "bucket width=5" in page and "dropped" in page
 
 
+def test_an_agreement_page_warns_of_quasi_identifiers_no_export_would_generalise(store):
+    terms = {"name": "web-rows", "provider": "retailer", "recipients": ["brand"], "purposes": ["analytics.reporting"],
+             "valid_until": "2099-01-01", "access": {"mode": "rows", "min_group_size": 5, "quasi_identifiers": ["age"]},
+             "datasets": {"retailer.purchases": {"fields": {"customer_id": "hash", "age": "raw", "store_zip": "raw",
+                                                            "spend": "raw"}}}}
+    state = agreement_svc.propose(store["deps"], "retailer", terms)
+    for party in ("retailer", "brand"):  # the provider and the recipient about to sign
+        c = client(store)
+        log_in(c, store["tokens"][party])
+        page = c.get(f"/web/agreements/{state.id}").text
+        warning = re.search(r'data-testid="ungeneralised">(.*?)</p>', page, re.S)
+        assert warning and "retailer.purchases" in warning.group(1) and "store_zip" in warning.group(1)
+    c = client(store)
+    log_in(c, store["tokens"]["retailer"])
+    assert 'data-testid="ungeneralised"' not in c.get(f"/web/agreements/{store['agreement']}").text  # aggregate
+
+
 def test_template_proposal_and_query_pages(store):
     c = client(store)
     csrf = log_in(c, store["tokens"]["retailer"])

@@ -105,7 +105,7 @@ _PROFILE_HINTS: list[tuple[re.Pattern[str], Role, str]] = [
      "user.demographic.race_ethnicity"),
     (re.compile(r"(^|_)marital(_status)?(_|$)"), Role.QUASI_IDENTIFIER, "user.demographic.marital_status"),
     (re.compile(r"(^|_)(zip|zipcode|zip_code|postcode|post_code|postal_code|plz)(_|$)"), Role.QUASI_IDENTIFIER,
-     "user.location.imprecise"),
+     "user.contact.address.postal_code"),
     (re.compile(r"^(native_country|nationality|citizenship|country_of_(birth|origin)|birth_country|"
                 r"place_of_birth|birthplace)$"), Role.QUASI_IDENTIFIER, "user.demographic"),
     (re.compile(r"^(education|education_level|highest_education)$"), Role.QUASI_IDENTIFIER, "user.demographic"),

@@ -55,16 +55,20 @@ def propose(deps: Deps, actor: str, doc: Any) -> AgreementState:
 
 
 def proposal_summary(deps: Deps, state: AgreementState) -> dict[str, Any]:
-    """The summary of a new proposal plus `unvetted`: its datasets that declare no rights, so
-    nothing checked the terms against a legal basis (proposers are told, not refused: stores made
-    before rights existed keep working; the ledger records the same as `rights: null`), and
+    """The summary of a new proposal with its `cautions`."""
+    return {**agreement_summary(state, deps.now()), **cautions(deps, state)}
+
+
+def cautions(deps: Deps, state: AgreementState) -> dict[str, Any]:
+    """What whoever proposes or signs the terms is told, not refused: `unvetted`, its datasets
+    that declare no rights, so nothing checked the terms against a legal basis (stores made before
+    rights existed keep working; the ledger records the same as `rights: null`), and
     `ungeneralised`: per dataset of a rows agreement, shared columns named like quasi-identifiers
     that no export would generalise (`policy.exports.ungeneralised_quasi_identifiers`)."""
     with deps.store.read() as conn:
         declared = deps.store.current_rights(conn, [g.dataset for g in state.terms.datasets])
         schemas = {v.key: v.schema for v in deps.store.versions(conn, state.terms.provider)}
-    return {**agreement_summary(state, deps.now()),
-            "unvetted": [g.dataset for g in state.terms.datasets if g.dataset not in declared],
+    return {"unvetted": [g.dataset for g in state.terms.datasets if g.dataset not in declared],
             "ungeneralised": ungeneralised_quasi_identifiers(state.terms, schemas)}
 
 
