@@ -143,3 +143,27 @@ def test_a_rows_proposal_names_the_columns_no_export_would_generalise(census):
     listed = {**doc, "name": "adult-listed", "access": {**doc["access"], "quasi_identifiers": ["age", "race", "gender"]}}
     assert cli("agreement", "propose", "--as", "census", write_yaml(tmp_path / "listed.yaml", listed),
                "--json")[1]["ungeneralised"] == {}
+
+
+def test_adult_export_with_l_diversity_over_income(census):
+    cli, tmp_path = census
+    doc = {"name": "adult-diverse", "provider": "census", "recipients": ["analyst"], "purposes": ["analytics.reporting"],
+           "valid_until": "2099-12-31",
+           "datasets": {"census.adult": {"fields": {"person_id": "hash", **{c: "raw" for c in QUASI}, "income": "raw"}}},
+           "access": {"mode": "rows", "min_group_size": 5, "quasi_identifiers": QUASI, "max_suppression": 0.05,
+                      "l_diversity": 2}}  # income is the schema's sensitive column
+    plain = _export(cli, tmp_path, "analyst")[0]  # under the fixture's agreement (no l)
+    assert "least_diversity" not in plain
+    made = cli("agreement", "propose", "--as", "census", write_yaml(tmp_path / "diverse.yaml", doc), "--json")[1]
+    cli("agreement", "accept", "--as", "analyst", made["id"])
+    cli("agreement", "revoke", "--as", "census", plain["agreement"])
+    diverse, out = _export(cli, tmp_path, "analyst")
+    assert diverse["agreement"] == made["id"] and diverse["l_diversity"] == 2 and diverse["sensitive"] == ["income"]
+    con = duckdb.connect()
+    classes = con.execute(f"SELECT count(DISTINCT person_id), count(DISTINCT income) FROM read_parquet('{out}') "
+                          f"GROUP BY {', '.join(QUASI)}").fetchall()
+    assert min(d for _, d in classes) == diverse["least_diversity"] >= 2  # checked on the file, not the report
+    assert min(n for n, _ in classes) == diverse["smallest_class"] >= 5
+    assert diverse["suppression_rate"] <= 0.05 and diverse["rows_out"] == sum(n for n, _ in classes)
+    _, _, human = cli("export", "run", "--as", "analyst", "--dataset", "census.adult", "--purpose", "analytics.reporting")
+    assert "least diverse class" in human and "(l = 2)" in human

@@ -36,7 +36,9 @@ def export_run(recipient: str = AsOpt, dataset: str = typer.Option(..., "--datas
     emit(made, json_out, lambda: out.print(
         f"export {made['id']}: {made['rows_out']:,} of {made['rows_in']:,} rows ({made['suppressed_rows']:,} suppressed, "
         f"{made['suppression_rate']:.2%}); smallest class {made['smallest_class']} people (k = {made['k']})\n"
-        f"quasi-identifiers: {levels}\nsha256 {made['sha256']}" + (f"\nwritten to {out_file}" if out_file else "")))
+        + (f"least diverse class: {made['least_diversity']} values of {', '.join(made['sensitive'])} "
+           f"(l = {made['l_diversity']})\n" if "l_diversity" in made else "")
+        + f"quasi-identifiers: {levels}\nsha256 {made['sha256']}" + (f"\nwritten to {out_file}" if out_file else "")))
 
 
 @command(export_app, "list")

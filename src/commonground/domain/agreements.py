@@ -11,7 +11,7 @@ import datetime as dt
 import string
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from .code import CODE_KEYS, CodeTerms, parse_code_terms
 from .errors import BadInput
@@ -125,6 +125,9 @@ class DatasetGrant:
         return {c: t for c, t in self.fields.items() if t.kind is not TransformKind.DROP}
 
 
+ROWS_KEYS = frozenset({"quasi_identifiers", "hierarchies", "max_suppression", "l_diversity", "sensitive"})
+
+
 @dataclass(frozen=True)
 class AgreementTerms:
     """The content of one agreement version, as parsed from its YAML document."""
@@ -147,6 +150,11 @@ class AgreementTerms:
     max_suppression: float = 0.05
     code: CodeTerms | None = None  # code mode: automation rules and sandbox limits
     privacy: PrivacyTerms = field(default_factory=PrivacyTerms)  # filterable, noise, dp budget
+    # rows mode, optional: every kept class also holds at least l distinct values of each
+    # sensitive column (default: the schema's sensitive columns it shares). k people sharing
+    # one diagnosis tell the diagnosis of each of them; l-diversity refuses such classes.
+    l_diversity: int | None = None
+    sensitive: tuple[str, ...] = ()
 
     @property
     def parties(self) -> tuple[str, ...]:
@@ -169,6 +177,10 @@ class AgreementTerms:
                 access["hierarchies"] = {c: [t.to_dict() if t else "*" for t in levels]
                                          for c, levels in self.hierarchies.items()}
             access["max_suppression"] = self.max_suppression
+            if self.l_diversity is not None:
+                access["l_diversity"] = self.l_diversity
+            if self.sensitive:
+                access["sensitive"] = list(self.sensitive)
         if self.code is not None:
             access.update(self.code.to_dict())
         access.update(self.privacy.to_dict())
@@ -256,7 +268,7 @@ def parse_agreement(doc: Any) -> AgreementTerms:
     access = doc["access"]
     if not isinstance(access, dict):
         raise BadInput("agreement: access must be a mapping {mode, min_group_size, join_keys}")
-    unknown = set(access) - {"mode", "min_group_size", "join_keys", "quasi_identifiers", "hierarchies", "max_suppression"} - CODE_KEYS - PRIVACY_KEYS
+    unknown = set(access) - {"mode", "min_group_size", "join_keys"} - ROWS_KEYS - CODE_KEYS - PRIVACY_KEYS
     if unknown:
         raise BadInput(f"agreement: access has unknown key(s) {sorted(unknown)}")
     try:
@@ -266,9 +278,10 @@ def parse_agreement(doc: Any) -> AgreementTerms:
                        "(use aggregate, join, offer, rows, code or dp)") from None
     if mode is not AccessMode.CODE and set(access) & CODE_KEYS:
         raise BadInput(f"agreement: {', '.join(sorted(set(access) & CODE_KEYS))} belong to access mode code")
-    if mode is not AccessMode.ROWS and set(access) & {"quasi_identifiers", "hierarchies", "max_suppression"}:
-        raise BadInput("agreement: quasi_identifiers, hierarchies and max_suppression belong to access mode rows")
+    if mode is not AccessMode.ROWS and set(access) & ROWS_KEYS:
+        raise BadInput(f"agreement: {', '.join(sorted(set(access) & ROWS_KEYS))} belong to access mode rows")
     quasi, hierarchies, max_suppression = _rows_terms(access)
+    l_diversity, sensitive = _diversity_terms(access)
     k = access.get("min_group_size")
     if not isinstance(k, int) or isinstance(k, bool) or k < MIN_GROUP_SIZE_FLOOR:
         raise BadInput(f"agreement: access.min_group_size must be an integer >= {MIN_GROUP_SIZE_FLOOR}, got {k!r}")
@@ -289,7 +302,20 @@ def parse_agreement(doc: Any) -> AgreementTerms:
     return AgreementTerms(name, provider, recipients, tuple(purposes), valid_until,
                           tuple(grants), mode, k, join_keys, valid_from, quasi, hierarchies, max_suppression,
                           parse_code_terms(access) if mode is AccessMode.CODE else None,
-                          privacy=privacy)
+                          privacy=privacy, l_diversity=l_diversity, sensitive=sensitive)
+
+
+def _diversity_terms(access: Mapping[str, Any]) -> tuple[int | None, tuple[str, ...]]:
+    l_diversity = access.get("l_diversity")
+    if l_diversity is not None and (not isinstance(l_diversity, int) or isinstance(l_diversity, bool) or l_diversity < 2):
+        raise BadInput("agreement: access.l_diversity must be a whole number of at least 2 (distinct sensitive "
+                       "values every exported class must hold)")
+    sensitive = access.get("sensitive", [])
+    if not isinstance(sensitive, list) or not all(isinstance(s, str) and s for s in sensitive):
+        raise BadInput("agreement: access.sensitive must be a list of field names")
+    if sensitive and l_diversity is None:
+        raise BadInput("agreement: access.sensitive names the columns l_diversity counts; give access.l_diversity too")
+    return l_diversity, tuple(sensitive)
 
 
 def _rows_terms(access: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, tuple[Transform | None, ...]], float]:
@@ -359,6 +385,8 @@ def check_against(terms: AgreementTerms, schemas: Mapping[str, DatasetSchema]) -
                     # k-anonymous short of suppressing every value, so say so now, not at export.
                     problems.append(f"{grant.dataset}.{column} is sealed as {schema.column(column).seal.value}: "
                                     "it cannot be a quasi-identifier (its values cannot be generalised)")
+            if terms.l_diversity is not None:
+                problems.extend(_diversity_problems(terms, grant, schema))
             for column, levels in terms.hierarchies.items():
                 if column in schema.names:
                     ctype = schema.column(column).type
@@ -374,6 +402,22 @@ def check_against(terms: AgreementTerms, schemas: Mapping[str, DatasetSchema]) -
                 problems.append(f"join key {key!r} of {grant.dataset} is dropped")
     if problems:
         raise BadInput("agreement: " + "; ".join(problems))
+
+
+def sensitive_columns(terms: AgreementTerms, schema: DatasetSchema, shared: Iterable[str]) -> tuple[str, ...]:
+    """The columns l-diversity counts: the agreement's list, else the schema's sensitive columns it shares."""
+    visible = set(shared)
+    return terms.sensitive or tuple(c.name for c in schema.columns if c.role is Role.SENSITIVE and c.name in visible)
+
+
+def _diversity_problems(terms: AgreementTerms, grant: DatasetGrant, schema: DatasetSchema) -> list[str]:
+    columns = sensitive_columns(terms, schema, grant.visible())
+    if not columns:
+        return [f"l_diversity needs a sensitive column of {grant.dataset}: list access.sensitive, or share a column "
+                "the schema declares role sensitive"]
+    return [f"sensitive column {c!r} is not a shared field of {grant.dataset}" if c not in grant.visible()
+            else f"{grant.dataset}.{c} is a quasi-identifier and a sensitive column at once"
+            for c in columns if c not in grant.visible() or c in terms.quasi_identifiers]
 
 
 def render_template(text: str, params: Mapping[str, str]) -> str:

@@ -23,7 +23,8 @@ from typing import Iterable, Mapping
 
 from sqlglot import exp
 
-from ..domain.agreements import AccessMode, AgreementState, AgreementTerms, Transform, TransformKind
+from ..domain.agreements import (AccessMode, AgreementState, AgreementTerms, Transform, TransformKind,
+                                 sensitive_columns)
 from ..domain.errors import NotFound, Refused
 from ..domain.pii import profile_hint
 from ..domain.schema import ColumnType, DatasetSchema, Role
@@ -60,6 +61,8 @@ class ExportPlan:
     k: int
     max_suppression: float
     rows_are_people: bool = False  # at most one row per subject: classes can count rows
+    l_diversity: int | None = None  # each kept class also holds >= l distinct values of each sensitive column
+    sensitive: tuple[str, ...] = ()
 
 
 def recipient_key(agreement: AgreementState, recipient: str) -> bytes:
@@ -90,8 +93,12 @@ def govern_export(ctx: QueryContext, dataset: str) -> ExportPlan:
             "NULL" if t is None else transforms.apply(t, column.copy(), agreement.id).sql(DIALECT) for t in ladder]
         labels = ["as shared"] + ["suppressed" if t is None else _describe(t) for t in ladder]
         quasi.append(QuasiIdentifier(name, tuple(levels), tuple(labels)))
+    sensitive = sensitive_columns(terms, schema, visible) if terms.l_diversity else ()
+    if terms.l_diversity and not sensitive:  # the schema changed since the proposal: never export without it
+        raise Refused([f"export: the agreement asks l-diversity but {dataset} no longer shares a sensitive column"])
     return ExportPlan(dataset, agreement.id, view, keys, tuple(c for c in schema.names if c in visible),
-                      tuple(quasi), terms.min_group_size, terms.max_suppression, table.max_rows_per_subject == 1)
+                      tuple(quasi), terms.min_group_size, terms.max_suppression, table.max_rows_per_subject == 1,
+                      terms.l_diversity, sensitive)
 
 
 def _quasi_identifiers(terms: AgreementTerms, schema: DatasetSchema, visible: Iterable[str]) -> tuple[str, ...]:

@@ -55,7 +55,9 @@ def export(deps: Deps, recipient: str, dataset: str, purpose: str, fmt: str = "p
               "suppressed_rows": outcome.rows_in - outcome.rows_out,
               "suppression_rate": round((outcome.rows_in - outcome.rows_out) / outcome.rows_in, 6) if outcome.rows_in else 0.0,
               "smallest_class": outcome.smallest_class, "generalisation_steps": outcome.steps,
-              "columns": list(plan.columns)}
+              "columns": list(plan.columns),
+              **({"l_diversity": plan.l_diversity, "sensitive": list(plan.sensitive),
+                  "least_diversity": outcome.least_diversity} if plan.l_diversity else {})}
     now = deps.now()
     try:
         with deps.store.transaction() as conn:
@@ -65,7 +67,8 @@ def export(deps: Deps, recipient: str, dataset: str, purpose: str, fmt: str = "p
                 "event": "export", "party": recipient, "purpose": purpose, "agreement": plan.agreement,
                 "dataset": dataset, "version": version.version, "format": fmt, "export": export_id, "sha256": digest,
                 "rows": outcome.rows_out, "suppressed_rows": report["suppressed_rows"],
-                "smallest_class": outcome.smallest_class, "levels": outcome.levels, "at": now})
+                "smallest_class": outcome.smallest_class, "levels": outcome.levels,
+                **({"least_diversity": outcome.least_diversity} if plan.l_diversity else {}), "at": now})
             record_computation(deps, conn, "export", recipient, purpose, (plan.agreement,),
                                tuple(f"{dataset}.{c}" for c in plan.columns), {dataset: version}, index, now)
             deps.store.insert_export(conn, {
