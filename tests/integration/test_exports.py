@@ -167,3 +167,25 @@ def test_adult_export_with_l_diversity_over_income(census):
     assert diverse["suppression_rate"] <= 0.05 and diverse["rows_out"] == sum(n for n, _ in classes)
     _, _, human = cli("export", "run", "--as", "analyst", "--dataset", "census.adult", "--purpose", "analytics.reporting")
     assert "least diverse class" in human and "(l = 2)" in human
+
+
+def test_a_recipients_later_export_is_never_finer_than_its_earlier_ones(census):
+    """Copies under one agreement share pseudonyms, so a recipient can join them row by row: a later
+    copy starts its walk at the earlier copies' levels instead of going finer on any quasi-identifier."""
+    cli, tmp_path = census
+    small = tmp_path / "in" / "small.csv"
+    duckdb.connect().execute(f"COPY (SELECT * FROM read_csv('{tmp_path / 'in' / 'adult.csv'}') LIMIT 3000) "
+                             f"TO '{small}' (HEADER)")
+    cli("dataset", "add", "--as", "census", "adult", small, "--schema", tmp_path / "adult.yaml")
+    first = _export(cli, tmp_path, "analyst")[0]  # 3,000 people: coarse levels
+    cli("dataset", "add", "--as", "census", "adult", tmp_path / "in" / "adult.csv", "--schema", tmp_path / "adult.yaml")
+    fresh, fresh_out = _export(cli, tmp_path, "insurer")  # the insurer's first copy of 32,561 people
+    later, later_out = _export(cli, tmp_path, "analyst")
+    assert first["quasi_identifiers"]["age"] == "buckets of 20" and fresh["quasi_identifiers"]["age"] == "buckets of 10"
+    assert later["quasi_identifiers"] == first["quasi_identifiers"]  # not the finer levels the data alone allows
+    assert later["no_finer_than_earlier"] == {q: level for q, level in first["quasi_identifiers"].items()
+                                              if level != "as shared"}
+    assert "no_finer_than_earlier" not in fresh
+    con = duckdb.connect()
+    ages = [con.execute(f"SELECT count(DISTINCT age) FROM read_parquet('{f}')").fetchone()[0] for f in (fresh_out, later_out)]
+    assert ages[1] < ages[0]  # on the files: the analyst's later copy has the coarser ages

@@ -10,7 +10,7 @@ import pytest
 
 from commonground.adapters.anonymiser import anonymise
 from commonground.policy.context import RelationView
-from commonground.policy.exports import ExportPlan, QuasiIdentifier, unit_column
+from commonground.policy.exports import ExportPlan, QuasiIdentifier, no_finer_than, unit_column
 
 UNIT = unit_column()
 AGE = QuasiIdentifier("age", ('"age"', 'CAST(floor("age" / 10) * 10 AS BIGINT)', "NULL"),
@@ -63,3 +63,14 @@ def test_without_quasi_identifiers_everyone_is_one_class(con) -> None:
     too_few = anonymise(con, "people", _plan((), k=601, max_suppression=1.0))
     assert (too_few.rows_out, too_few.smallest_class) == (0, None)
     assert con.execute(f"SELECT count(*) FROM ({too_few.select_sql})").fetchone() == (0,)
+
+
+def test_the_walk_starts_no_finer_than_the_recipients_earlier_copies(con) -> None:
+    earlier = [{"age": "buckets of 10", "zip": "as shared"}, {"zip": "as shared", "unknown": "x"}]
+    plan = no_finer_than(_plan((AGE, ZIP), k=5), earlier)
+    assert plan.floor == {"age": 1, "zip": 0}
+    done = anonymise(con, "people", plan)
+    # alone, the walk keeps age as shared (test above); from the floor it only moves zip
+    assert done.levels == {"age": "buckets of 10", "zip": "first 2 characters"} and done.steps == 1
+    assert con.execute(f"SELECT count(DISTINCT age) FROM ({done.select_sql})").fetchone() == (3,)  # decades of 20-49
+

@@ -43,7 +43,7 @@ def anonymise(con: duckdb.DuckDBPyConnection, relation: str, plan: ExportPlan) -
     diverse = _diversity(plan)
     # A class is kept when it has k people and, with l-diversity, l values of each sensitive column.
     keeps = f"people >= {plan.k}" + (f" AND diverse >= {plan.l_diversity}" if diverse else "")
-    at = {q.name: 0 for q in plan.quasi_identifiers}
+    at = {q.name: plan.floor.get(q.name, 0) for q in plan.quasi_identifiers}
     steps = 0
 
     def measure() -> tuple[int, int, int | None, int | None, list[int]]:

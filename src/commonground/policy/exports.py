@@ -63,6 +63,26 @@ class ExportPlan:
     rows_are_people: bool = False  # at most one row per subject: classes can count rows
     l_diversity: int | None = None  # each kept class also holds >= l distinct values of each sensitive column
     sensitive: tuple[str, ...] = ()
+    floor: Mapping[str, int] = dataclasses.field(default_factory=dict)  # quasi-identifier -> level to start from
+
+
+def no_finer_than(plan: ExportPlan, earlier: Iterable[Mapping[str, str]]) -> ExportPlan:
+    """The plan, its walk starting at each quasi-identifier's coarsest level in `earlier` (the
+    levels, in words, of the recipient's earlier exports of the dataset under the same agreement).
+
+    Why: those copies share pseudonyms (one key per agreement and recipient), so the recipient can
+    join them row by row. Were age exact in one and zip exact in another, the join would hold both
+    exactly, finer than either copy was checked for. Never going finer than before on any
+    quasi-identifier keeps the join no finer than the copy that was finest, which was k-anonymous.
+    """
+    floor: dict[str, int] = {}
+    for levels in earlier:
+        for q in plan.quasi_identifiers:
+            label = levels.get(q.name)
+            if label in q.labels:
+                at = len(q.labels) - 1 - q.labels[::-1].index(label)  # the coarsest level so named
+                floor[q.name] = max(floor.get(q.name, 0), at)
+    return dataclasses.replace(plan, floor=floor)
 
 
 def recipient_key(agreement: AgreementState, recipient: str) -> bytes:

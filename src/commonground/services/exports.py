@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..domain.errors import BadInput, Conflict, NotFound
-from ..policy.exports import govern_export
+from ..policy.exports import govern_export, no_finer_than
 from . import consent as consent_svc
 from .agreements import agreements_in_force
 from .answers import publish_pending
@@ -39,6 +39,8 @@ def export(deps: Deps, recipient: str, dataset: str, purpose: str, fmt: str = "p
         version = versions[dataset]
         dataset_id = deps.store.dataset_id(conn, require_party(deps, conn, version.owner).id, version.name)
         gate = consent_svc.gate(deps, conn, dataset_id, version, purpose) if plan.view.consent else None
+        plan = no_finer_than(plan, [e["report"]["quasi_identifiers"] for e in deps.store.exports(
+            conn, recipient=recipient, dataset_ids=[dataset_id]) if e["agreement"] == plan.agreement])
     export_id = deps.new_id()
     tmp = deps.home / "tmp" / f"export-{export_id}.{fmt}"
     tmp.parent.mkdir(parents=True, exist_ok=True)
@@ -51,11 +53,13 @@ def export(deps: Deps, recipient: str, dataset: str, purpose: str, fmt: str = "p
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
+    floor = {q.name: q.labels[plan.floor[q.name]] for q in plan.quasi_identifiers if plan.floor.get(q.name)}
     report = {"k": plan.k, "quasi_identifiers": outcome.levels, "rows_in": outcome.rows_in, "rows_out": outcome.rows_out,
               "suppressed_rows": outcome.rows_in - outcome.rows_out,
               "suppression_rate": round((outcome.rows_in - outcome.rows_out) / outcome.rows_in, 6) if outcome.rows_in else 0.0,
               "smallest_class": outcome.smallest_class, "generalisation_steps": outcome.steps,
               "columns": list(plan.columns),
+              **({"no_finer_than_earlier": floor} if floor else {}),
               **({"l_diversity": plan.l_diversity, "sensitive": list(plan.sensitive),
                   "least_diversity": outcome.least_diversity} if plan.l_diversity else {})}
     now = deps.now()
