@@ -220,6 +220,25 @@ def test_builder_shows_bad_input_in_the_form_and_proposes(store):
     assert "proposed" in page and "bucket width=5" in page and "dropped" in page
 
 
+def test_builder_makes_a_rows_agreement_with_l_diversity(store):
+    c = client(store)
+    csrf = log_in(c, store["tokens"]["retailer"])
+    assert 'value="rows"' in c.get("/web/agreements/new?dataset=retailer.purchases").text
+    form = {"csrf_token": csrf, "dataset": "retailer.customers", "name": "web-rows", "valid_until": "2099-01-01",
+            "mode": "rows", "k": "5", "l_diversity": "2", "recipients": "brand", "purposes": "analytics.reporting",
+            "include.customer_id": "on", "transform.customer_id": "hash", "include.age": "on", "transform.age": "raw"}
+    refused = c.post("/web/agreements/new", data=form)  # customers has no sensitive column to count
+    assert refused.status_code == 400 and "l_diversity needs a sensitive column" in refused.text
+    assert 'id="l_diversity" name="l_diversity" type="number" min="2" step="1" value="2"' in refused.text  # kept
+    not_rows = c.post("/web/agreements/new", data={**form, "mode": "aggregate"})
+    assert not_rows.status_code == 400 and "applies to row exports" in not_rows.text
+    done = c.post("/web/agreements/new", data={**form, "dataset": "retailer.purchases", "name": "web-rows-spend",
+                                               "include.spend": "on", "transform.spend": "raw"}, follow_redirects=False)
+    assert done.status_code == 303
+    page = c.get(done.headers["location"]).text
+    assert "rows;" in page and "at least l = 2 distinct values of each sensitive column" in page
+
+
 def test_an_agreement_page_warns_of_quasi_identifiers_no_export_would_generalise(store):
     terms = {"name": "web-rows", "provider": "retailer", "recipients": ["brand"], "purposes": ["analytics.reporting"],
              "valid_until": "2099-01-01", "access": {"mode": "rows", "min_group_size": 5, "quasi_identifiers": ["age"]},

@@ -100,6 +100,7 @@ class AgreementForm:
     valid_until: str = ""
     mode: str = "aggregate"
     k: str = "10"
+    l_diversity: str = ""  # rows mode: distinct sensitive values every exported class holds; empty for none
 
     @classmethod
     def blank(cls, dataset: str, today: dt.date) -> "AgreementForm":
@@ -110,7 +111,7 @@ class AgreementForm:
         return cls(str(form.get("dataset") or ""), str(form.get("name") or "").strip(),
                    tuple(form.getlist("recipients")), tuple(form.getlist("purposes")),
                    str(form.get("valid_until") or "").strip(), str(form.get("mode") or "aggregate"),
-                   str(form.get("k") or "").strip())
+                   str(form.get("k") or "").strip(), str(form.get("l_diversity") or "").strip())
 
 
 def build_document(provider: str, top: AgreementForm, rows: list[FieldRow]) -> dict[str, Any]:
@@ -129,6 +130,13 @@ def build_document(provider: str, top: AgreementForm, rows: list[FieldRow]) -> d
     join_keys = [row.name for row in rows if row.join and row.include]
     if top.mode == "join":
         access["join_keys"] = join_keys
+    if top.l_diversity:
+        if top.mode != "rows":
+            raise BadInput("l-diversity applies to row exports (access mode rows); leave it empty for this mode")
+        try:
+            access["l_diversity"] = int(top.l_diversity)
+        except ValueError:
+            raise BadInput(f"l-diversity must be a whole number, not {top.l_diversity!r}") from None
     return {"name": top.name, "provider": provider, "recipients": list(top.recipients),
             "purposes": list(top.purposes), "valid_until": top.valid_until,
             "datasets": {top.dataset: {"fields": {row.name: transform_spec(row) for row in rows}}},
