@@ -97,6 +97,10 @@ def test_the_sensitive_columns_must_be_shared_and_not_quasi_identifiers():
                             ({"quasi_identifiers": ["age"], "sensitive": ["age"]}, "quasi-identifier and a sensitive")):
         with pytest.raises(BadInput, match=message):
             check_against(_terms(l_diversity=2, **access), schemas)
+    declared = {"shop.people": parse_schema({"columns": {**SCHEMA["columns"], "age": {"type": "integer",
+                                                                                  "role": "quasi_identifier"}}})}
+    with pytest.raises(BadInput, match="quasi-identifier and a sensitive"):  # the schema's quasi-identifier
+        check_against(_terms(l_diversity=2, sensitive=["age"]), declared)
     hidden = parse_agreement({**AGREEMENT, "datasets": {"shop.people": {"fields": {"person_id": "hash", "age": "raw"}}},
                               "access": {"mode": "rows", "min_group_size": 5, "l_diversity": 2}})
     with pytest.raises(BadInput, match="l_diversity needs a sensitive column"):

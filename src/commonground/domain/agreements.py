@@ -404,20 +404,31 @@ def check_against(terms: AgreementTerms, schemas: Mapping[str, DatasetSchema]) -
         raise BadInput("agreement: " + "; ".join(problems))
 
 
+def quasi_identifier_columns(terms: AgreementTerms, schema: DatasetSchema, shared: Iterable[str]) -> tuple[str, ...]:
+    """The columns a rows export generalises: the agreement's list, else the schema's quasi-identifiers it shares."""
+    return terms.quasi_identifiers or _declared(schema, Role.QUASI_IDENTIFIER, shared)
+
+
 def sensitive_columns(terms: AgreementTerms, schema: DatasetSchema, shared: Iterable[str]) -> tuple[str, ...]:
     """The columns l-diversity counts: the agreement's list, else the schema's sensitive columns it shares."""
+    return terms.sensitive or _declared(schema, Role.SENSITIVE, shared)
+
+
+def _declared(schema: DatasetSchema, role: Role, shared: Iterable[str]) -> tuple[str, ...]:
     visible = set(shared)
-    return terms.sensitive or tuple(c.name for c in schema.columns if c.role is Role.SENSITIVE and c.name in visible)
+    return tuple(c.name for c in schema.columns if c.role is role and c.name in visible)
 
 
 def _diversity_problems(terms: AgreementTerms, grant: DatasetGrant, schema: DatasetSchema) -> list[str]:
-    columns = sensitive_columns(terms, schema, grant.visible())
+    visible = grant.visible()
+    columns = sensitive_columns(terms, schema, visible)
     if not columns:
         return [f"l_diversity needs a sensitive column of {grant.dataset}: list access.sensitive, or share a column "
                 "the schema declares role sensitive"]
-    return [f"sensitive column {c!r} is not a shared field of {grant.dataset}" if c not in grant.visible()
+    quasi = quasi_identifier_columns(terms, schema, visible)
+    return [f"sensitive column {c!r} is not a shared field of {grant.dataset}" if c not in visible
             else f"{grant.dataset}.{c} is a quasi-identifier and a sensitive column at once"
-            for c in columns if c not in grant.visible() or c in terms.quasi_identifiers]
+            for c in columns if c not in visible or c in quasi]
 
 
 def render_template(text: str, params: Mapping[str, str]) -> str:

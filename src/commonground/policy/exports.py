@@ -24,7 +24,7 @@ from typing import Iterable, Mapping
 from sqlglot import exp
 
 from ..domain.agreements import (AccessMode, AgreementState, AgreementTerms, Transform, TransformKind,
-                                 sensitive_columns)
+                                 quasi_identifier_columns, sensitive_columns)
 from ..domain.errors import NotFound, Refused
 from ..domain.pii import profile_hint
 from ..domain.schema import ColumnType, DatasetSchema, Role
@@ -104,7 +104,7 @@ def govern_export(ctx: QueryContext, dataset: str) -> ExportPlan:
     view = dataset_view(ref, {}, keys, None)
     visible = ref.visible()
     terms = agreement.terms
-    names = _quasi_identifiers(terms, schema, visible)
+    names = quasi_identifier_columns(terms, schema, visible)
     quasi = []
     for name in names:
         ladder = terms.hierarchies.get(name) or _DEFAULT_LADDERS.get(schema.column(name).type, (None,))
@@ -121,13 +121,6 @@ def govern_export(ctx: QueryContext, dataset: str) -> ExportPlan:
                       terms.l_diversity, sensitive)
 
 
-def _quasi_identifiers(terms: AgreementTerms, schema: DatasetSchema, visible: Iterable[str]) -> tuple[str, ...]:
-    """The columns an export generalises: the agreement's list, else the schema's quasi-identifiers it shares."""
-    shared = set(visible)
-    return terms.quasi_identifiers or tuple(c.name for c in schema.columns
-                                            if c.role is Role.QUASI_IDENTIFIER and c.name in shared)
-
-
 def ungeneralised_quasi_identifiers(terms: AgreementTerms, schemas: Mapping[str, DatasetSchema]) -> dict[str, list[str]]:
     """Per dataset of a rows agreement, the shared columns an export would release as they are
     although their names read like quasi-identifiers (`domain.pii.profile_hint`: age, zip code,
@@ -142,7 +135,7 @@ def ungeneralised_quasi_identifiers(terms: AgreementTerms, schemas: Mapping[str,
         if schema is None:
             continue
         visible = grant.visible()
-        listed = set(_quasi_identifiers(terms, schema, visible))
+        listed = set(quasi_identifier_columns(terms, schema, visible))
         named = [c for c in visible if c not in listed and c in schema.names
                  and schema.column(c).role not in (Role.SUBJECT_ID, Role.IDENTIFIER)
                  and (profile_hint(c) or (None,))[0] is Role.QUASI_IDENTIFIER]
