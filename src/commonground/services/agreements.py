@@ -9,8 +9,8 @@ from typing import Any, Mapping
 
 import yaml
 
-from ..domain.agreements import (AgreementState, AgreementStatus, AgreementTerms, check_against, parse_agreement,
-                                 render_template)
+from ..domain.agreements import (AccessMode, AgreementState, AgreementStatus, AgreementTerms, check_against,
+                                 parse_agreement, render_template)
 from ..domain.conversations import agreement_gaps
 from ..domain.errors import BadInput, Conflict, NotFound, Refused
 from ..domain.names import check_label
@@ -67,9 +67,18 @@ def cautions(deps: Deps, state: AgreementState) -> dict[str, Any]:
     that no export would generalise (`policy.exports.ungeneralised_quasi_identifiers`)."""
     with deps.store.read() as conn:
         declared = deps.store.current_rights(conn, [g.dataset for g in state.terms.datasets])
-        schemas = {v.key: v.schema for v in deps.store.versions(conn, state.terms.provider)}
     return {"unvetted": [g.dataset for g in state.terms.datasets if g.dataset not in declared],
-            "ungeneralised": ungeneralised_quasi_identifiers(state.terms, schemas)}
+            "ungeneralised": ungeneralised(deps, state)}
+
+
+def ungeneralised(deps: Deps, state: AgreementState) -> dict[str, list[str]]:
+    """Per dataset of a rows agreement, the shared columns named like quasi-identifiers that no
+    export would generalise; nothing to read for other modes."""
+    if state.terms.mode is not AccessMode.ROWS:
+        return {}
+    with deps.store.read() as conn:
+        schemas = {v.key: v.schema for v in deps.store.versions(conn, state.terms.provider)}
+    return ungeneralised_quasi_identifiers(state.terms, schemas)
 
 
 def check_terms(deps: Deps, conn, terms: AgreementTerms) -> dict[str, int | None]:

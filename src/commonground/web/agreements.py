@@ -111,7 +111,7 @@ def router(web: Web) -> APIRouter:
         summary = agreement_svc.agreement_summary(state, web.deps.now())
         done = DONE.get(request.query_params.get("done", ""))
         return web.render(request, "agreement.html", viewer, status=status, a=summary, error=error, done=done,
-                          ungeneralised=agreement_svc.cautions(web.deps, state)["ungeneralised"],
+                          ungeneralised=agreement_svc.ungeneralised(web.deps, state),
                           can_accept=summary["status"] == "proposed" and viewer.name not in summary["accepted_by"],
                           can_revoke=summary["status"] in ("active", "proposed"))
 
